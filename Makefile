@@ -1,0 +1,39 @@
+# smallbox: `make demo` runs the main job offline on the bundled data; `make test` is what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is not pinned in pyproject.toml; this pin is what installs offline on our machines.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.smallbox-installed
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	@# ultralytics needs opencv-python, albumentations opencv-python-headless: both ship `cv2`
+	@# into one folder. Keep exactly one: the headless build (no libGL needed on servers).
+	v=$$($(PY) -c "import importlib.metadata as m; print(m.version('opencv-python-headless'))") && \
+	  $(PY) -m pip uninstall -q -y opencv-python opencv-python-headless && \
+	  $(PY) -m pip install -q --no-deps opencv-python-headless==$$v
+	$(PY) -c "import cv2, ultralytics, albumentations, smallbox; print('cv2', cv2.__version__, '| ultralytics', ultralytics.__version__)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	bash scripts/demo.sh
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf runs/demo build

@@ -1,0 +1,29 @@
+"""``smallbox eval GT.json PRED.json``: COCO AP / AR by size."""
+
+from __future__ import annotations
+
+from ..datasets import SizeBuckets, load_coco
+from ..evaluate import evaluate, write_json_atomic
+from ..evaluate.table import format_metrics
+
+
+def add_arguments(p):
+    p.add_argument("gt", help="ground-truth COCO json")
+    p.add_argument("pred", help="COCO results json (.json or .json.gz)")
+    p.add_argument("--areas", default="coco",
+                   help="size buckets besides COCO's: coco, fit (tertiles of the ground-truth box areas) or A,B in px² (e.g. 16^2,64^2)")
+    p.add_argument("--per-class", action="store_true", help="also AP, AP50 and AP by size per class")
+    p.add_argument("--backend", choices=("faster", "pycocotools"), default="faster",
+                   help="faster-coco-eval (default) or pycocotools: the same numbers")
+    p.add_argument("--json", metavar="OUT", help="write the metrics to this json file")
+
+
+def run(args) -> int:
+    gt = load_coco(args.gt, check_files=False)
+    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class)
+    print(format_metrics(result, f"{args.pred} vs {args.gt} ({args.backend})"))
+    if args.json:
+        write_json_atomic(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
