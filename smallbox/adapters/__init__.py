@@ -1,0 +1,1 @@
+"""What plugs into Ultralytics or torchvision: backbones, losses, models."""

@@ -1,0 +1,1 @@
+"""What runs inside a training loop: per-epoch COCO metrics, logging."""
