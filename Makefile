@@ -37,3 +37,6 @@ bench: setup
 
 clean:
 	rm -rf runs/demo build
+
+# One fragment per area (experiments' targets).
+include $(sort $(wildcard mk/*.mk))
