@@ -52,7 +52,7 @@ def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool =
                          for i, b in enumerate(sets)}
     if per_class:
         names = {c["id"]: c["name"] for c in gt_data["categories"]}
-        result["per_class"] = {names[cid]: {"category_id": cid, **_class_summary(precision, params, k)}
+        result["per_class"] = {names[int(cid)]: {"category_id": int(cid), **_class_summary(precision, params, k)}
                                for k, cid in enumerate(params.catIds)}
     return result
 

@@ -1,0 +1,158 @@
+"""Every kind of bad annotation gets an error naming the file and the offending id."""
+
+import json
+import shutil
+
+import pytest
+
+from smallbox.cli import main
+from smallbox.datasets import SmallboxError, load_coco
+
+
+@pytest.fixture
+def dataset(tmp_path, deeppcb_val, deeppcb_images):
+    """A small real dataset in a scratch folder: 3 DeepPCB images and their boxes."""
+    data = json.loads(deeppcb_val.read_text())
+    images = data["images"][:3]
+    ids = {im["id"] for im in images}
+    data["images"] = images
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    root = tmp_path / "images"
+    root.mkdir()
+    for im in images:
+        shutil.copy(deeppcb_images / im["file_name"], root / im["file_name"])
+    return data, root
+
+
+def _write(tmp_path, data, name="ann.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    return path
+
+
+def _load_error(tmp_path, data, root=None, **kwargs) -> str:
+    path = _write(tmp_path, data)
+    with pytest.raises(SmallboxError) as e:
+        load_coco(path, root, **kwargs)
+    assert str(path) in str(e.value)
+    return str(e.value)
+
+
+def test_real_dataset_loads_clean(deeppcb_val, deeppcb_images):
+    d = load_coco(deeppcb_val, deeppcb_images)
+    raw = json.loads(deeppcb_val.read_text())
+    assert len(d.images) == len(raw["images"]) and len(d.annotations) == len(raw["annotations"])
+    assert d.category_ids == [1, 2, 3, 4, 5, 6] and d.warnings == []
+    assert sorted(d.areas()) == sorted(a["bbox"][2] * a["bbox"][3] for a in raw["annotations"])
+
+
+def test_missing_keys(tmp_path, dataset):
+    data, _ = dataset
+    del data["annotations"][1]["bbox"]
+    msg = _load_error(tmp_path, data)
+    assert f"annotation {data['annotations'][1]['id']}" in msg and "lacks bbox" in msg
+    assert "missing or not a list: categories" in _load_error(tmp_path, {"images": [], "annotations": []})
+
+
+def test_duplicate_ids(tmp_path, dataset):
+    data, _ = dataset
+    data["images"].append(dict(data["images"][0]))
+    data["annotations"].append(dict(data["annotations"][0]))
+    data["categories"].append(dict(data["categories"][0]))
+    msg = _load_error(tmp_path, data)
+    assert f"duplicate image id {data['images'][0]['id']}" in msg
+    assert f"duplicate annotation id {data['annotations'][0]['id']}" in msg
+    assert "duplicate category id 1" in msg
+
+
+def test_unknown_image_and_category(tmp_path, dataset):
+    data, _ = dataset
+    data["annotations"][0]["image_id"] = 777
+    data["annotations"][1]["category_id"] = 99
+    msg = _load_error(tmp_path, data)
+    assert "points at unknown image 777" in msg and "unknown category 99" in msg
+
+
+@pytest.mark.parametrize("bbox, text", [
+    ([1, 2, 3], "need four finite numbers"),
+    ([1, 2, float("nan"), 3], "need four finite numbers"),
+    ([1, 2, "4", 3], "need four finite numbers"),
+    ([10, 10, -3, 5], "width -3"),
+    ([10, 10, 5, 0], "height 0"),
+])
+def test_bad_boxes(tmp_path, dataset, bbox, text):
+    data, _ = dataset
+    data["annotations"][0]["bbox"] = bbox
+    a = data["annotations"][0]
+    msg = _load_error(tmp_path, data)
+    assert f"annotation {a['id']} (image {a['image_id']})" in msg and text in msg
+
+
+def test_out_of_image_boxes_error_or_clip(tmp_path, dataset):
+    data, _ = dataset
+    a = data["annotations"][0]
+    a["bbox"] = [630, 600, 20, 50]  # the image is 640x640
+    assert f"annotation {a['id']}" in _load_error(tmp_path, data) and "outside the 640x640 image" in _load_error(tmp_path, data)
+    d = load_coco(_write(tmp_path, data), out_of_bounds="clip")
+    clipped = next(x for x in d.annotations if x["id"] == a["id"])
+    assert clipped["bbox"] == [630, 600, 10, 40] and clipped["area"] == 400 and d.clipped == 1
+    assert any("clipped" in w for w in d.warnings)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("/etc/passwd", "absolute file_name"),
+    ("../secret.png", "escaping the image root"),
+    ("a/../../secret.png", "escaping the image root"),
+    ("C:\\images\\x.png", "absolute file_name"),
+])
+def test_file_names_may_not_leave_the_root(tmp_path, dataset, name, text):
+    data, _ = dataset
+    data["images"][1]["file_name"] = name
+    msg = _load_error(tmp_path, data)
+    assert f"image {data['images'][1]['id']}" in msg and text in msg
+
+
+def test_missing_image_file_only_checked_with_a_root(tmp_path, dataset):
+    data, root = dataset
+    (root / data["images"][2]["file_name"]).unlink()
+    msg = _load_error(tmp_path, data, root)
+    assert f"image {data['images'][2]['id']}: image file not found" in msg
+    assert len(load_coco(_write(tmp_path, data)).images) == 3
+
+
+def test_unicode_and_spaces_in_file_names(tmp_path, dataset):
+    data, root = dataset
+    name = "기판 사진/검사 01.png"
+    (root / "기판 사진").mkdir()
+    shutil.move(root / data["images"][0]["file_name"], root / name)
+    data["images"][0]["file_name"] = name
+    d = load_coco(_write(tmp_path, data), root)
+    assert d.image_path(d.images[0]).is_file()
+
+
+def test_crowd_kept_and_warnings(tmp_path, dataset):
+    data, _ = dataset
+    data["annotations"][0]["iscrowd"] = 1
+    data["categories"].append({"id": 9, "name": "unused"})
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != data["images"][2]["id"]]
+    d = load_coco(_write(tmp_path, data))
+    text = " | ".join(d.warnings)
+    assert "1 iscrowd box" in text and "categories without boxes: unused" in text
+    assert f"ids [{data['images'][2]['id']}]" in text
+    assert len(d.areas()) == len(data["annotations"]) - 1 and len(d.areas(include_crowd=True)) == len(data["annotations"])
+
+
+def test_not_json(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(SmallboxError, match="broken.json: not valid json"):
+        load_coco(bad)
+
+
+def test_cli_reports_without_traceback(tmp_path, dataset, capsys):
+    data, _ = dataset
+    data["annotations"][0]["bbox"] = [5, 5, 0, 5]
+    path = _write(tmp_path, data)
+    assert main(["eval", str(path), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"annotation {data['annotations'][0]['id']}" in err and "Traceback" not in err

@@ -1,0 +1,47 @@
+"""Competition CSV round trip on real predictions; pycocotools accepts what comes back."""
+
+import contextlib
+import csv
+import io
+import json
+
+import pytest
+from pycocotools.coco import COCO
+
+from smallbox.datasets import SmallboxError
+from smallbox.evaluate import load_predictions
+from smallbox.evaluate.export import read_competition_csv, write_competition_csv
+
+
+def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
+    gt = json.loads(deeppcb_val.read_text())
+    preds = load_predictions(deeppcb_predictions[0])
+    names = {im["id"]: im["file_name"] for im in gt["images"]}
+    cat_ids = sorted(c["id"] for c in gt["categories"])
+    path = write_competition_csv(preds, tmp_path / "sub.csv", names, {c: i for i, c in enumerate(cat_ids)})
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == ["PredictionString", "image_id"] and len(rows) == len(gt["images"])
+    first = next(p for p in preds if p["image_id"] == gt["images"][0]["id"])
+    values = rows[0]["PredictionString"].split()
+    assert len(values) % 6 == 0 and int(values[0]) in range(len(cat_ids))
+    back = read_competition_csv(path, {v: k for k, v in names.items()}, cat_ids)
+    assert len(back) == len(preds)
+    key = lambda p: (p["image_id"], p["category_id"], round(p["score"], 4), round(p["bbox"][0], 2))
+    for a, b in zip(sorted(preds, key=key), sorted(back, key=key)):
+        assert a["image_id"] == b["image_id"] and a["category_id"] == b["category_id"]
+        assert b["bbox"] == pytest.approx(a["bbox"], rel=1e-5, abs=1e-3)
+        assert b["score"] == pytest.approx(a["score"], rel=1e-5)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(deeppcb_val))
+        assert len(coco.loadRes(back).getAnnIds()) == len(preds)
+    assert first is not None
+
+
+def test_csv_errors_name_line_and_image(tmp_path):
+    path = tmp_path / "sub.csv"
+    path.write_text("PredictionString,image_id\n0 0.9 1 2 3 4,a.png\n0 0.9 1 2,b.png\n")
+    with pytest.raises(SmallboxError, match=r"sub.csv:3: .*'b.png'"):
+        read_competition_csv(path, {"a.png": 1, "b.png": 2}, [1])
+    path.write_text("PredictionString,image_id\n0 0.9 1 2 3 4,zzz.png\n")
+    with pytest.raises(SmallboxError, match="unknown image 'zzz.png'"):
+        read_competition_csv(path, {"a.png": 1}, [1])
