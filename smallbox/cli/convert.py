@@ -1,0 +1,63 @@
+"""``smallbox convert ANN.json --images DIR --out DIR``: COCO json -> Ultralytics YOLO dataset."""
+
+from __future__ import annotations
+
+import sys
+
+from ..datasets import load_coco
+from ..datasets.convert import convert_to_yolo
+from ..datasets.errors import SmallboxError
+from ..datasets.split import parse_area_range
+
+DEFAULT_VAL_FRACTION = 0.2
+
+
+def add_arguments(p):
+    p.add_argument("annotations", metavar="ANN.json", help="COCO detection json of the training images (or of all, split with --val-fraction)")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder the json's file_name entries are relative to")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write (an earlier conversion there is replaced after success)")
+    p.add_argument("--val", metavar="ANN.json", help="COCO json of the validation images (else a seeded split of ANN.json)")
+    p.add_argument("--val-images", metavar="DIR", help="image folder of --val (default: --images)")
+    p.add_argument("--val-fraction", type=float, metavar="F", help=f"share of images for val without --val (default {DEFAULT_VAL_FRACTION})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (default 0)")
+    p.add_argument("--split", action="append", default=[], metavar="NAME:MIN_AREA:MAX_AREA",
+                   help="per-area splits train-NAME/val-NAME + data-NAME.yaml holding only boxes with MIN <= w*h < MAX "
+                        "(px² of the original image; 32^2 and inf allowed), e.g. small:0:1024; repeatable")
+    p.add_argument("--drop-empty", action="store_true", help="leave images without an in-range box out of the per-area splits (default: kept as negatives)")
+    p.add_argument("--buckets", default="fit", help="size buckets recorded besides COCO's: fit (tertiles of the train boxes, default), coco, or A,B in px²")
+    p.add_argument("--clip", action="store_true", help="clip boxes reaching outside their image (default: an error)")
+    p.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+
+
+def run(args) -> int:
+    if args.val and args.val_fraction is not None:
+        raise SmallboxError("give either --val or --val-fraction, not both")
+    area_ranges = tuple(parse_area_range(s) for s in args.split)
+    out_of_bounds = "clip" if args.clip else "error"
+    train = load_coco(args.annotations, args.images, out_of_bounds)
+    val = load_coco(args.val, args.val_images or args.images, out_of_bounds) if args.val else None
+    for dataset in (train, val):
+        for w in dataset.warnings if dataset else ():
+            print(f"warning: {dataset.path}: {w}", file=sys.stderr)
+    result = convert_to_yolo(
+        train, args.out, val,
+        val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
+        seed=args.seed, area_ranges=area_ranges, drop_empty=args.drop_empty,
+        buckets=args.buckets, copy=args.copy,
+    )
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(_summary(result, train.clipped + (val.clipped if val else 0)))
+    return 0
+
+
+def _summary(result, clipped: int) -> str:
+    lines = [f"{'split':<20} {'images':>8} {'boxes':>8} {'negatives':>10}"]
+    lines += [f"{name:<20} {c['images']:>8} {c['boxes']:>8} {c['negatives']:>10}" for name, c in result.counts.items()]
+    how = f"{result.linked} linked, {result.copied} copied"
+    lines.append(f"images: {how}; size buckets: {', '.join(b.describe() for b in result.buckets)}")
+    if clipped:
+        lines.append(f"clipped {clipped} box(es) to their image")
+    data_yamls = ["data.yaml"] + sorted(p.name for p in result.out.glob("data-*.yaml"))
+    lines.append(f"wrote {result.out} ({', '.join(data_yamls)})")
+    return "\n".join(lines)

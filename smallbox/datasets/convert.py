@@ -1,0 +1,307 @@
+"""COCO json -> Ultralytics YOLO dataset, with the id maps needed to come back (the format of
+``data.yaml`` and ``manifest.json`` is described in ``manifest.py``)::
+
+    OUT/
+      data.yaml                 train/val; data-NAME.yaml per area range (splits train-NAME, val-NAME)
+      manifest.json             class index <-> category id, file name -> image id, per split
+      annotations/<split>.json  COCO ground truth of each split with the ORIGINAL ids
+      images/<split>/<file>     absolute symlinks to the resolved sources (copies where the
+                                filesystem refuses links, or with copy=True)
+      labels/<split>/<stem>.txt one row per non-crowd box: class cx cy w h (cxcywh_norm)
+
+Label rows are computed and formatted exactly as ``ultralytics.data.converter.convert_coco``
+does (float64 ``(x + w/2) / W``, ``"%g"``, exact duplicate rows dropped), with class = position
+of the category id in ascending order. Everything is written into a temporary folder beside
+OUT and renamed at the end: an existing OUT is replaced only after success, an interrupted run
+leaves no half-written OUT, and a rerun writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from .boxes import xywh_abs_to_cxcywh_norm
+from .buckets import SizeBuckets
+from .coco import CocoDataset
+from .errors import SmallboxError
+from .manifest import MANIFEST_VERSION
+from .split import AreaRange, area_subset, bbox_areas, split_by_image
+
+LABEL_ROW = "%g %g %g %g %g\n"  # Ultralytics' convert_coco writes "%g" too: same bytes
+# ultralytics.data.utils.IMG_FORMATS (8.4): files with other suffixes are silently skipped there.
+YOLO_IMAGE_SUFFIXES = {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
+
+
+@dataclass
+class Split:
+    """One split to write: its COCO json dict and the folder its ``file_name``s are relative to."""
+
+    name: str
+    data: dict
+    image_root: Path
+
+
+@dataclass
+class ConvertResult:
+    out: Path
+    counts: dict[str, dict[str, int]]  # split -> {"images", "boxes", "negatives"}
+    buckets: list[SizeBuckets]
+    copied: int = 0
+    linked: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def convert_to_yolo(
+    train: CocoDataset,
+    out,
+    val: CocoDataset | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    area_ranges: tuple[AreaRange, ...] = (),
+    drop_empty: bool = False,
+    buckets: str = "fit",
+    copy: bool = False,
+    progress: bool = True,
+) -> ConvertResult:
+    """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
+
+    Args:
+        train, val: validated datasets with an image root. Without ``val``, ``train`` is split by
+            image (``val_fraction``, ``seed``; see ``split_by_image``).
+        area_ranges: per-area splits; each adds ``train-NAME``/``val-NAME`` and ``data-NAME.yaml``.
+        drop_empty (bool): leave images without an in-range box out of the per-area splits.
+        buckets (str): extra size bucket set besides COCO's: ``"fit"`` (fitted on the train
+            boxes), ``"coco"`` (none) or ``"A,B"``.
+        copy (bool): copy the images instead of linking them.
+    """
+    out = Path(out).absolute()
+    _check_replaceable(out)
+    splits, warnings = _main_splits(train, val, val_fraction, seed)
+    names = {r.name for r in area_ranges}
+    if len(names) != len(area_ranges):
+        raise SmallboxError("--split names must be unique")
+    for r in area_ranges:
+        for base in splits[:2]:
+            splits.append(Split(f"{base.name}-{r.name}", area_subset(base.data, r, drop_empty), base.image_root))
+    category_ids = train.category_ids
+    warnings += _unreadable_suffixes(splits[:2])
+    bucket_sets = _bucket_sets(buckets, splits[0].data, warnings)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # not mkdtemp: its 0700 mode would become the dataset's
+    try:
+        writer = _SplitWriter(tmp, category_ids, copy)
+        with tqdm(total=sum(len(s.data["images"]) for s in splits), desc="convert", unit="img", disable=not progress) as bar:
+            counts = {s.name: writer.write(s, bar) for s in splits}
+        _write_yamls(tmp, out, train, writer.file_names, splits, area_ranges, bucket_sets)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
+    return ConvertResult(out, counts, bucket_sets, writer.copied, writer.linked, warnings)
+
+
+def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: float, seed: int) -> tuple[list[Split], list[str]]:
+    if val is not None:
+        _check_same_categories(train, val)
+        return [Split("train", train.data, train.image_root), Split("val", val.data, val.image_root)], []
+    parts = [Split(name, train.subset(ids).data, train.image_root) for name, ids in zip(("train", "val"), split_by_image(train.data, val_fraction, seed))]
+    warnings = []
+    for part in parts:
+        present = {a["category_id"] for a in part.data["annotations"] if not a.get("iscrowd")}
+        missing = [n for c, n in sorted(train.category_names.items()) if c not in present]
+        if missing:
+            warnings.append(f"{part.name} split has no box of: {', '.join(missing)} (too few images hold them)")
+    return parts, warnings
+
+
+def _unreadable_suffixes(splits: list[Split]) -> list[str]:
+    odd = sorted({im["file_name"] for s in splits for im in s.data["images"] if im["file_name"].rsplit(".", 1)[-1].lower() not in YOLO_IMAGE_SUFFIXES})
+    return [f"{len(odd)} image(s) with a suffix Ultralytics does not read, e.g. {odd[:3]}"] if odd else []
+
+
+def _check_same_categories(train: CocoDataset, val: CocoDataset):
+    a, b = train.category_names, val.category_names
+    for cid in sorted(set(a) | set(b)):
+        if a.get(cid) != b.get(cid):
+            raise SmallboxError(f"{val.path}: category {cid} is {b.get(cid)!r} there but {a.get(cid)!r} in {train.path}; both splits need the same categories")
+
+
+def _bucket_sets(spec: str, train_data: dict, warnings: list[str]) -> list[SizeBuckets]:
+    """COCO's set first, then the fitted or the user's set (unless it equals COCO's)."""
+    sets = [SizeBuckets.coco()]
+    areas = bbox_areas([a for a in train_data["annotations"] if not a.get("iscrowd")])
+    try:
+        extra = SizeBuckets.parse(spec, areas)
+    except SmallboxError as e:
+        if spec != "fit":
+            raise
+        warnings.append(f"no fitted size buckets: {e}")
+        return sets
+    return sets if extra.is_coco else sets + [extra]
+
+
+def yolo_file_names(images: list[dict]) -> dict[int, str]:
+    """``{image id: file name in images/<split>}``: the original base name where its stem is
+    unique in the split (compared case-insensitively, for case-insensitive filesystems), else
+    prefixed with the image id. Ultralytics finds a label by the image's stem, so stems must differ."""
+    base = {im["id"]: PurePosixPath(im["file_name"].replace("\\", "/")).name for im in images}
+    stem_count: dict[str, int] = {}
+    for name in base.values():
+        stem_count[_stem_key(name)] = stem_count.get(_stem_key(name), 0) + 1
+    names = {i: n for i, n in base.items() if stem_count[_stem_key(n)] == 1}
+    taken = {_stem_key(n) for n in names.values()}
+    for i, n in base.items():
+        if i in names:
+            continue
+        candidate, k = f"{i}_{n}", 2
+        while _stem_key(candidate) in taken:
+            candidate, k = f"{i}_{k}_{n}", k + 1
+        names[i] = candidate
+        taken.add(_stem_key(candidate))
+    return {im["id"]: names[im["id"]] for im in images}
+
+
+def label_name(file_name: str) -> str:
+    """The label file of an image, as Ultralytics' ``img2label_paths`` derives it."""
+    return file_name.rsplit(".", 1)[0] + ".txt" if "." in file_name else file_name + ".txt"
+
+
+def _stem_key(file_name: str) -> str:
+    return label_name(file_name).casefold()
+
+
+def label_rows(data: dict, category_ids: list[int]) -> dict[int, str]:
+    """``{image id: label file text}`` for images with at least one non-crowd box.
+
+    Rows ``class cx cy w h`` (cxcywh_norm) in annotation order, computed in float64 with
+    Ultralytics' operations and printed with ``"%g"``; exact duplicate rows are dropped, as there.
+    """
+    annotations = [a for a in data["annotations"] if not a.get("iscrowd")]
+    if not annotations:
+        return {}
+    size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    xywh_abs = np.array([a["bbox"] for a in annotations], dtype=np.float64)
+    wh = np.array([size[a["image_id"]] for a in annotations], dtype=np.float64)
+    cxcywh_norm = xywh_abs_to_cxcywh_norm(xywh_abs, wh[:, :1], wh[:, 1:]).tolist()
+    class_index = {c: i for i, c in enumerate(category_ids)}
+    rows: dict[int, dict[tuple, None]] = {}
+    for a, box in zip(annotations, cxcywh_norm):
+        rows.setdefault(a["image_id"], {})[(class_index[a["category_id"]], *box)] = None
+    return {i: "".join(LABEL_ROW % r for r in image_rows) for i, image_rows in rows.items()}
+
+
+class _SplitWriter:
+    """Writes images/<split>, labels/<split> and annotations/<split>.json of one split at a time."""
+
+    def __init__(self, root: Path, category_ids: list[int], copy: bool):
+        self.root, self.category_ids, self.copy = root, category_ids, copy
+        self.copied = self.linked = 0
+        self.file_names: dict[str, dict[str, int]] = {}  # split -> {file name: image id}
+        # realpath per folder, not per file: one lookup serves every image in it
+        self.real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def write(self, split: Split, bar) -> dict[str, int]:
+        images_dir = self.root / "images" / split.name
+        labels_dir = self.root / "labels" / split.name
+        images_dir.mkdir(parents=True)
+        labels_dir.mkdir(parents=True)
+        names = yolo_file_names(split.data["images"])
+        rows = label_rows(split.data, self.category_ids)
+        for image in split.data["images"]:
+            name = names[image["id"]]
+            self.place(self.source(split.image_root, image["file_name"]), images_dir / name)
+            with open(labels_dir / label_name(name), "w", encoding="utf-8", newline="\n") as f:
+                f.write(rows.get(image["id"], ""))
+            bar.update()
+        self.file_names[split.name] = {n: i for i, n in names.items()}
+        _write_json(split.data, self.root / "annotations" / f"{split.name}.json")
+        boxes = sum(text.count("\n") for text in rows.values())
+        return {"images": len(names), "boxes": boxes, "negatives": len(names) - len(rows)}
+
+    def source(self, image_root: Path, file_name: str) -> str:
+        path = os.path.join(self.real_folder(os.path.dirname(os.path.join(image_root, file_name))), os.path.basename(file_name))
+        return os.path.realpath(path) if os.path.islink(path) else path
+
+    def place(self, source: str, target: Path):
+        if not self.copy:
+            try:
+                os.symlink(source, target)
+                self.linked += 1
+                return
+            except OSError:
+                self.copy = True  # the filesystem refuses links: copy this one and the rest
+        shutil.copyfile(source, target)
+        self.copied += 1
+
+
+def _write_json(obj, path: Path):
+    """Stable bytes: sorted keys, ASCII (any locale's json reader gets the same text)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, sort_keys=True, separators=(",", ":")), encoding="utf-8")
+
+
+def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets):
+    classes = [{"index": i, "category_id": c, "name": train.category_names[c]} for i, c in enumerate(train.category_ids)]
+    manifest = {"version": MANIFEST_VERSION, "classes": classes, "splits": file_names}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1), encoding="utf-8")
+    # every yaml lists the ground truth of every split: consumers look it up by split name
+    # (YoloManifest.split_of_folder(data["val"]) -> "val-NAME")
+    coco = {s.name: f"annotations/{s.name}.json" for s in splits}
+    common = {
+        "path": str(out),
+        "nc": len(classes),
+        "names": {c["index"]: c["name"] for c in classes},
+    }
+    extra = {"manifest": "manifest.json", "coco": coco, "buckets": [b.to_dict() for b in bucket_sets]}
+    _write_yaml({**common, "train": "images/train", "val": "images/val", "smallbox": extra}, tmp / "data.yaml")
+    for r in area_ranges:
+        section = {**extra, "area_range": {"name": r.name, "min_area": r.min_area, "max_area": r.max_area}}
+        data = {**common, "train": f"images/train-{r.name}", "val": f"images/val-{r.name}", "smallbox": section}
+        _write_yaml(data, tmp / f"data-{r.name}.yaml")
+
+
+def _write_yaml(data: dict, path: Path):
+    order = ("path", "train", "val", "nc", "names", "smallbox")
+    data = {k: data[k] for k in order}
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+
+
+def _is_converted_dataset(folder: Path) -> bool:
+    try:
+        data = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "smallbox" in data and (folder / "manifest.json").is_file()
+
+
+def _check_replaceable(out: Path):
+    """Replace only an empty folder or an earlier conversion, never a user's other files."""
+    if not os.path.lexists(out):
+        return
+    if out.is_dir() and not out.is_symlink() and (not any(out.iterdir()) or _is_converted_dataset(out)):
+        return
+    raise SmallboxError(f"{out}: exists and is not a dataset written by `smallbox convert`; refusing to replace it (remove it or choose another --out)")
+
+
+def _publish(tmp: Path, out: Path):
+    """Rename the finished folder into place; an earlier one is removed only after that."""
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
