@@ -1,0 +1,32 @@
+"""``smallbox eda ANN.json --out DIR``: box-size analysis (histograms, bucket counts, fitted thresholds)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..datasets import load_coco
+from ..datasets.eda import format_terminal, run_eda
+
+
+def add_arguments(p):
+    p.add_argument("ann", help="COCO detection json (.json or .json.gz)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder for the PNGs, summary.json and summary.md (new, empty, or an earlier EDA output)")
+    p.add_argument("--buckets", default="coco",
+                   help="size buckets to show next to COCO's and the fitted ones: coco, fit (area tertiles) or A,B in px² (e.g. 16^2,64^2)")
+    p.add_argument("--images", metavar="DIR",
+                   help="image folder of the json: checks that every file exists and adds sample_crops.png (boxes of each bucket)")
+    p.add_argument("--imgsz", type=int, default=640,
+                   help="training image size: reports box sides after the letterbox resize to it (default 640)")
+    p.add_argument("--out-of-bounds", choices=("error", "clip"), default="error",
+                   help="boxes reaching outside their image: reject (default) or clip them")
+
+
+def run(args) -> int:
+    dataset = load_coco(args.ann, image_root=args.images, out_of_bounds=args.out_of_bounds)
+    for warning in dataset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    summary = run_eda(dataset, args.out, buckets=args.buckets, imgsz=args.imgsz)
+    print(format_terminal(summary))
+    print(f"wrote {args.out}/: summary.md, summary.json and {len(summary['plots'])} plots")
+    return 0

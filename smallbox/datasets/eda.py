@@ -1,0 +1,373 @@
+"""Box-size analysis of a COCO detection json: how big are the boxes, and do COCO's size
+buckets (32², 96²) fit them?
+
+``run_eda(dataset, out_dir, buckets)`` writes PNG plots, ``summary.json`` and ``summary.md``
+into ``out_dir`` atomically (a temporary folder renamed at the end) and returns the summary.
+Areas are ``w*h`` of the bbox in original-image pixels² (what ``SizeBuckets`` and
+``CocoDataset.areas()`` use); ``iscrowd`` boxes are left out, as COCO evaluation ignores them.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .buckets import BUCKET_NAMES, SizeBuckets
+from .coco import CocoDataset
+from .errors import SmallboxError
+
+# Above this many boxes the work is slow enough (seconds) to deserve a progress bar.
+LARGE_DATASET = 100_000
+# A COCO bucket holding less than this share of the boxes gives an AP that rests on too few
+# boxes (the source report's AP_small of 0.010 vs 0.021 was such a number).
+UNEVEN_FRACTION = 0.10
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+# One cell of the stride-8 P3 map of YOLO / FPN: boxes smaller than that at training size are
+# hard to localise at all.
+STRIDE_SMALLEST = 8
+
+
+@dataclass
+class BoxTable:
+    """One row per non-crowd box, as arrays of shape ``[N]``.
+
+    ``image_ids`` / ``category_ids`` are COCO ids; ``x, y, width, height`` the bbox in
+    ``xywh_abs`` (original pixels); ``image_width`` / ``image_height`` the size of the image the box lies in.
+    """
+
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    image_width: np.ndarray
+    image_height: np.ndarray
+    area_field: np.ndarray  # the json's ``area`` (what pycocotools buckets by), NaN where absent
+    all_image_ids: np.ndarray  # every image of the json, shape ``[I]``
+    category_names: dict
+    crowd: int
+
+    @property
+    def area(self) -> np.ndarray:
+        return self.width * self.height
+
+    def __len__(self) -> int:
+        return len(self.width)
+
+
+def box_table(dataset: CocoDataset, progress: bool | None = None) -> BoxTable:
+    """Collect the boxes of a validated dataset into arrays (one pass over the annotations)."""
+    anns = dataset.annotations
+    progress = len(anns) >= LARGE_DATASET if progress is None else progress
+    sizes = {im["id"]: (im["width"], im["height"]) for im in dataset.images}
+    rows, crowd = [], 0
+    for a in _maybe_tqdm(anns, progress, "reading boxes"):
+        if a.get("iscrowd", 0):
+            crowd += 1
+            continue
+        x, y, w, h = a["bbox"]
+        area = a.get("area")
+        rows.append((a["image_id"], a["category_id"], x, y, w, h, *sizes[a["image_id"]], area if area is not None else math.nan))
+    if not rows:
+        raise SmallboxError(f"{dataset.path}: no (non-crowd) boxes to analyse")
+    cols = np.array(rows, dtype=np.float64).T
+    return BoxTable(
+        image_ids=cols[0].astype(np.int64),
+        category_ids=cols[1].astype(np.int64),
+        x=cols[2], y=cols[3], width=cols[4], height=cols[5], image_width=cols[6], image_height=cols[7], area_field=cols[8],
+        all_image_ids=np.array([im["id"] for im in dataset.images], dtype=np.int64),
+        category_names={c["id"]: c["name"] for c in sorted(dataset.categories, key=lambda c: c["id"])},
+        crowd=crowd,
+    )
+
+
+def _maybe_tqdm(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, unit="box", unit_scale=True, leave=False)
+
+
+def bucket_sets(table: BoxTable, spec: str = "coco") -> tuple[list[SizeBuckets], SizeBuckets]:
+    """COCO's buckets, the fitted ones (when there are enough boxes) and the user's, without
+    repeats; and the one the user chose (``spec``: ``coco``, ``fit`` or ``A,B``)."""
+    chosen = SizeBuckets.parse(spec, table.area)
+    sets = [SizeBuckets.coco()]
+    if len(table) >= 3:
+        sets.append(SizeBuckets.fit(table.area))
+    if all(s.thresholds != chosen.thresholds for s in sets):
+        sets.append(chosen)
+    return sets, chosen
+
+
+def count_buckets(table: BoxTable, buckets: SizeBuckets) -> dict:
+    """Boxes and images per bucket, overall and per class.
+
+    An image counts in a bucket when it holds at least one box of that bucket, so image counts
+    of the three buckets may add up to more than the number of images.
+    """
+    index = buckets.index(table.area)
+    boxes = np.bincount(index, minlength=3)
+    out = {
+        "name": buckets.name,
+        "thresholds": list(buckets.thresholds),
+        "sides": [math.sqrt(t) for t in buckets.thresholds],
+        "boxes": dict(zip(BUCKET_NAMES, boxes.tolist())),
+        "box_fraction": dict(zip(BUCKET_NAMES, (boxes / max(len(table), 1)).tolist())),
+        "images": dict(zip(BUCKET_NAMES, _images_per_bucket(table.image_ids, index))),
+        "per_class": [],
+    }
+    for cid, name in table.category_names.items():
+        mine = table.category_ids == cid
+        out["per_class"].append({
+            "id": cid,
+            "name": name,
+            "boxes": dict(zip(BUCKET_NAMES, np.bincount(index[mine], minlength=3).tolist())),
+            "images": dict(zip(BUCKET_NAMES, _images_per_bucket(table.image_ids[mine], index[mine]))),
+        })
+    return out
+
+
+def _images_per_bucket(image_ids: np.ndarray, index: np.ndarray) -> list[int]:
+    return [int(np.unique(image_ids[index == b]).size) for b in range(3)]
+
+
+def _percentiles(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    out = {"min": float(values.min()), "mean": float(values.mean())}
+    out.update({f"p{p:02d}": float(v) for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))})
+    out["max"] = float(values.max())
+    return out
+
+
+def summarize(table: BoxTable, sets: list[SizeBuckets], chosen: SizeBuckets, source: str, imgsz: int = 640) -> dict:
+    """Everything the report shows, as plain json-able values."""
+    per_image = boxes_per_image(table)
+    buckets = {s.name: count_buckets(table, s) for s in sets}
+    fitted = next((s for s in sets if s.name == "fit"), None)
+    summary = {
+        "source": source,
+        "images": int(table.all_image_ids.size),
+        "images_without_boxes": int((per_image == 0).sum()),
+        "boxes": len(table),
+        "crowd_boxes_excluded": table.crowd,
+        "area_field_differs": _area_field_differs(table),
+        "categories": _category_stats(table),
+        "area": _percentiles(table.area),
+        "side": _percentiles(np.sqrt(table.area)),
+        "width": _percentiles(table.width),
+        "height": _percentiles(table.height),
+        "aspect_ratio": _percentiles(table.width / table.height),
+        "boxes_per_image": _percentiles(per_image),
+        "resized": _resized_stats(table, imgsz),
+        "chosen": chosen.name,
+        "buckets": buckets,
+        "suggested_thresholds": fitted.to_dict() if fitted else None,
+    }
+    summary["advice"] = advice(summary)
+    return summary
+
+
+def boxes_per_image(table: BoxTable) -> np.ndarray:
+    """Number of boxes of every image of the json (images without boxes give 0), shape ``[I]``."""
+    sorter = np.argsort(table.all_image_ids)
+    positions = sorter[np.searchsorted(table.all_image_ids, table.image_ids, sorter=sorter)]
+    return np.bincount(positions, minlength=table.all_image_ids.size)
+
+
+def _category_stats(table: BoxTable) -> list[dict]:
+    out = []
+    for cid, name in table.category_names.items():
+        mine = table.category_ids == cid
+        row = {"id": cid, "name": name, "boxes": int(mine.sum()), "images": int(np.unique(table.image_ids[mine]).size)}
+        row["area"] = _percentiles(table.area[mine]) if mine.any() else None
+        out.append(row)
+    return out
+
+
+def _area_field_differs(table: BoxTable) -> int:
+    """Boxes whose json ``area`` differs from ``w*h`` by more than 1%. pycocotools buckets by
+    ``area`` (the mask area on segmentation datasets), so such boxes may land in another bucket
+    there than here."""
+    a = table.area_field
+    known = np.isfinite(a)
+    return int((np.abs(a[known] - table.area[known]) > 0.01 * table.area[known]).sum())
+
+
+def _resized_stats(table: BoxTable, imgsz: int) -> dict:
+    """Box sides after the letterbox resize to ``imgsz`` (long image side -> imgsz) that
+    Ultralytics applies: a box much smaller than one stride-8 cell there is hard to detect."""
+    scale = imgsz / np.maximum(table.image_width, table.image_height)
+    side = np.sqrt(table.area) * scale
+    return {
+        "imgsz": imgsz,
+        "side": _percentiles(side),
+        f"fraction_side_below_{STRIDE_SMALLEST}": float((side < STRIDE_SMALLEST).mean()),
+        f"fraction_side_below_{2 * STRIDE_SMALLEST}": float((side < 2 * STRIDE_SMALLEST).mean()),
+    }
+
+
+def advice(summary: dict) -> list[str]:
+    """Plain-language lines: do COCO's ranges fit this data, and what to use instead."""
+    lines = []
+    coco = summary["buckets"]["coco"]
+    shares = " / ".join(f"{100 * coco['box_fraction'][b]:.0f}%" for b in BUCKET_NAMES)
+    fit = summary["suggested_thresholds"]
+    fit_text = ", ".join(f"{math.sqrt(t):g}²" for t in fit["thresholds"]) if fit else None
+    thin = [b for b in BUCKET_NAMES if coco["box_fraction"][b] < UNEVEN_FRACTION]
+    if thin:
+        few = ", ".join(f"{b} ({_n_boxes(coco['boxes'][b])})" for b in thin)
+        line = f"COCO's 32²/96² put {shares} of the boxes in small / medium / large: {few} is too few for a steady AP."
+        if fit_text:
+            line += f" Thresholds fitted to this data (tertiles): {fit_text} -> use --areas fit (eval) / --buckets fit."
+        lines.append(line)
+    else:
+        lines.append(f"COCO's 32²/96² put {shares} of the boxes in small / medium / large: every bucket has enough boxes.")
+    diff = summary["area_field_differs"]
+    if diff:
+        lines.append(f"{diff} box(es) have an 'area' field unlike w*h (mask areas?): the COCO evaluator buckets by that field.")
+    resized = summary["resized"]
+    below = resized[f"fraction_side_below_{STRIDE_SMALLEST}"]
+    if below > 0:
+        lines.append(f"{100 * below:.1f}% of the boxes are under {STRIDE_SMALLEST} px a side at imgsz={resized['imgsz']}: "
+                     "train or infer at a larger size (or sliced) for them.")
+    return lines
+
+
+def _n_boxes(n: int) -> str:
+    return f"{n:,} box" if n == 1 else f"{n:,} boxes"
+
+
+def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 640, progress: bool | None = None) -> dict:
+    """Analyse ``dataset`` and write plots, ``summary.json`` and ``summary.md`` into ``out_dir``.
+
+    ``out_dir`` is replaced only when it is empty or an earlier EDA output (holds
+    ``summary.json``); nothing is written when any step fails.
+    """
+    from . import eda_plots  # matplotlib costs a second to import: only when plotting
+
+    if imgsz <= 0:
+        raise SmallboxError(f"imgsz must be positive, got {imgsz}")
+    out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
+    table = box_table(dataset, progress)
+    sets, chosen = bucket_sets(table, buckets)
+    summary = summarize(table, sets, chosen, str(dataset.path), imgsz)
+    progress = len(table) >= LARGE_DATASET if progress is None else progress
+    with _atomic_folder(out_dir) as tmp:
+        summary["plots"] = eda_plots.write_plots(table, sets, chosen, tmp, dataset=dataset, progress=progress)
+        _write_json(summary, tmp / "summary.json")
+        (tmp / "summary.md").write_text(format_markdown(summary), encoding="utf-8")
+    return summary
+
+
+def _check_replaceable(out_dir: Path):
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "summary.json").is_file())):
+        raise SmallboxError(f"{out_dir}: exists and is not an earlier EDA output (no summary.json): give an empty or new folder")
+
+
+class _atomic_folder:
+    """Write into a temporary sibling folder; on success swap it in for ``path``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-"))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        old = None
+        if self.path.exists():
+            old = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.old-"))
+            self.path.replace(old / "out")
+        self.tmp.replace(self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return False
+
+
+def _write_json(obj, path: Path):
+    import json
+
+    path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _fmt_sides(thresholds) -> str:
+    return ", ".join(f"{math.sqrt(t):g}²" for t in thresholds)
+
+
+def bucket_rows(summary: dict) -> list[tuple[str, str, str, str, str]]:
+    """``(set, small, medium, large, images)`` text cells per bucket set: ``count (share)``."""
+    rows = []
+    for name, b in summary["buckets"].items():
+        cells = [f"{b['boxes'][k]} ({100 * b['box_fraction'][k]:.0f}%)" for k in BUCKET_NAMES]
+        images = " / ".join(str(b["images"][k]) for k in BUCKET_NAMES)
+        rows.append((f"{name} ({_fmt_sides(b['thresholds'])})", *cells, images))
+    return rows
+
+
+def format_terminal(summary: dict) -> str:
+    """The few lines printed after a run."""
+    a = summary["area"]
+    lines = [
+        f"{summary['source']}: {summary['images']} images, {summary['boxes']} boxes, {len(summary['categories'])} classes"
+        + (f" ({summary['crowd_boxes_excluded']} crowd boxes left out)" if summary["crowd_boxes_excluded"] else ""),
+        f"box area px²: min {a['min']:.0f} ({math.sqrt(a['min']):.0f}²), median {a['p50']:.0f} ({math.sqrt(a['p50']):.0f}²), "
+        f"max {a['max']:.0f} ({math.sqrt(a['max']):.0f}²)",
+        f"{'buckets':<24}{'small':>14}{'medium':>14}{'large':>14}   images s/m/l",
+    ]
+    lines += [f"{r[0]:<24}{r[1]:>14}{r[2]:>14}{r[3]:>14}   {r[4]}" for r in bucket_rows(summary)]
+    lines += summary["advice"]
+    return "\n".join(lines)
+
+
+def format_markdown(summary: dict) -> str:
+    """``summary.md``: the same numbers as ``summary.json``, as tables."""
+    out = [f"# Box-size EDA of `{summary['source']}`", ""]
+    out.append(f"{summary['images']} images ({summary['images_without_boxes']} without boxes), {summary['boxes']} boxes, "
+               f"{len(summary['categories'])} classes; {summary['crowd_boxes_excluded']} crowd boxes left out. "
+               "Areas are bbox `w*h` in original pixels²; a box of area `a` is in bucket i when `t[i-1] <= a < t[i]`.")
+    out += ["", "## Advice", ""] + [f"- {line}" for line in summary["advice"]]
+    out += ["", "## Boxes per size bucket", "", "| buckets | small | medium | large | images with a box in s / m / l |", "|---|---:|---:|---:|---|"]
+    out += [f"| {' | '.join(r)} |" for r in bucket_rows(summary)]
+    out += ["", "## Distributions", "", "| | min | p01 | p05 | p25 | median | p75 | p95 | p99 | max | mean |", "|---|" + "---:|" * 10]
+    resized = f"side at imgsz={summary['resized']['imgsz']} (px)"
+    for label, key in (("area (px²)", "area"), ("side √area (px)", "side"), ("width (px)", "width"), ("height (px)", "height"),
+                       ("aspect w/h", "aspect_ratio"), ("boxes per image", "boxes_per_image"), (resized, None)):
+        out.append(f"| {label} | " + " | ".join(_fmt_num(v) for v in _ordered(summary["resized"]["side"] if key is None else summary[key])) + " |")
+    out += ["", "## Per class", ""]
+    for name, b in summary["buckets"].items():
+        out += [f"### {name} buckets ({_fmt_sides(b['thresholds'])})", "",
+                "| class | boxes s / m / l | images s / m / l |", "|---|---|---|"]
+        for c in b["per_class"]:
+            out.append(f"| {c['name']} | " + " / ".join(str(c["boxes"][k]) for k in BUCKET_NAMES)
+                       + " | " + " / ".join(str(c["images"][k]) for k in BUCKET_NAMES) + " |")
+        out.append("")
+    out += ["### Area per class (px²)", "", "| class | boxes | images | p05 | median | p95 |", "|---|---:|---:|---:|---:|---:|"]
+    for c in summary["categories"]:
+        a = c["area"] or {}
+        out.append(f"| {c['name']} | {c['boxes']} | {c['images']} | " + " | ".join(_fmt_num(a.get(k)) for k in ("p05", "p50", "p95")) + " |")
+    out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in summary.get("plots", [])]
+    return "\n".join(out) + "\n"
+
+
+def _ordered(stats: dict) -> list:
+    return [stats["min"]] + [stats[f"p{p:02d}"] for p in PERCENTILES] + [stats["max"], stats["mean"]]
+
+
+def _fmt_num(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
