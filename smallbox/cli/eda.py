@@ -13,7 +13,7 @@ def add_arguments(p):
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder for the PNGs, summary.json and summary.md (new, empty, or an earlier EDA output)")
     p.add_argument("--buckets", default="coco",
-                   help="size buckets to show next to COCO's and the fitted ones: coco, fit (area tertiles) or A,B in px² (e.g. 16^2,64^2)")
+                   help="size buckets to show next to COCO's and the fitted ones, and to pick sample crops by: coco, fit (area tertiles) or A,B in px² (e.g. 16^2,64^2)")
     p.add_argument("--images", metavar="DIR",
                    help="image folder of the json: checks that every file exists and adds sample_crops.png (boxes of each bucket)")
     p.add_argument("--imgsz", type=int, default=640,

@@ -224,9 +224,10 @@ def advice(summary: dict) -> list[str]:
     thin = [b for b in BUCKET_NAMES if coco["box_fraction"][b] < UNEVEN_FRACTION]
     if thin:
         few = ", ".join(f"{b} ({_n_boxes(coco['boxes'][b])})" for b in thin)
-        line = f"COCO's 32²/96² put {shares} of the boxes in small / medium / large: {few} is too few for a steady AP."
+        line = f"COCO's 32²/96² put {shares} of the boxes in small / medium / large; too few for a steady AP: {few}."
         if fit_text:
-            line += f" Thresholds fitted to this data (tertiles): {fit_text} -> use --areas fit (eval) / --buckets fit."
+            arg = ",".join(f"{math.sqrt(t):g}^2" for t in fit["thresholds"])
+            line += f" Thresholds fitted to this data (tertiles): {fit_text} -> smallbox eval --areas {arg} (or --areas fit)."
         lines.append(line)
     else:
         lines.append(f"COCO's 32²/96² put {shares} of the boxes in small / medium / large: every bucket has enough boxes.")
@@ -322,8 +323,8 @@ def format_terminal(summary: dict) -> str:
     """The few lines printed after a run."""
     a = summary["area"]
     lines = [
-        f"{summary['source']}: {summary['images']} images, {summary['boxes']} boxes, {len(summary['categories'])} classes"
-        + (f" ({summary['crowd_boxes_excluded']} crowd boxes left out)" if summary["crowd_boxes_excluded"] else ""),
+        f"{summary['source']}: {summary['images']:,} images, {_n_boxes(summary['boxes'])}, {len(summary['categories'])} classes"
+        + (f" ({summary['crowd_boxes_excluded']:,} crowd left out)" if summary["crowd_boxes_excluded"] else ""),
         f"box area px²: min {a['min']:.0f} ({math.sqrt(a['min']):.0f}²), median {a['p50']:.0f} ({math.sqrt(a['p50']):.0f}²), "
         f"max {a['max']:.0f} ({math.sqrt(a['max']):.0f}²)",
         f"{'buckets':<24}{'small':>14}{'medium':>14}{'large':>14}   images s/m/l",
