@@ -1,0 +1,122 @@
+"""``smallbox ensemble PRED [PRED ...] --out OUT.json``: fuse prediction files (WBF, NMS,
+soft-NMS, NMW) with ensemble_boxes' results, optionally gated by box size per member."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..datasets import SizeBuckets, SmallboxError, load_coco
+from ..evaluate import evaluate, write_json_atomic
+from ..evaluate.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, ensemble_predictions
+from ..evaluate.export import to_competition_csv, write_text_atomic
+from ..evaluate.members import (ImageSet, check_categories, check_members, describe_gate, parse_gate,
+                                read_member, specialist_gates)
+
+
+def add_arguments(p):
+    p.add_argument("pred", nargs="+", help="prediction files: COCO results .json/.json.gz (original ids) or competition .csv")
+    p.add_argument("--out", required=True, help="fused COCO results json")
+    p.add_argument("--csv", help="also write the fused boxes as a competition CSV (PredictionString,image_id)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--gt", help="COCO json of the predicted images: ids, sizes, file names, categories")
+    src.add_argument("--images", help="folder of the predicted images (id = file stem, as in Ultralytics' predictions.json)")
+    p.add_argument("--method", choices=METHODS, default="wbf")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per file (default: none, i.e. equal)")
+    p.add_argument("--iou", type=float, help=f"match / suppression IoU (default {DEFAULT_IOU})")
+    p.add_argument("--skip-score", type=float, default=0.0, help="drop boxes scoring below this first")
+    p.add_argument("--conf-type", choices=CONF_TYPES, default="avg", help="WBF: how a fused box is scored")
+    p.add_argument("--allows-overflow", action="store_true", help="WBF: let fused scores exceed 1")
+    p.add_argument("--sigma", type=float, default=0.5, help="soft-NMS: gaussian sigma")
+    p.add_argument("--soft-thresh", type=float, default=0.001, help="soft-NMS: keep boxes whose decayed score is above")
+    p.add_argument("--soft-method", choices=tuple(SOFT_METHODS), default="gaussian", help="soft-NMS: score decay")
+    gating = p.add_mutually_exclusive_group()
+    gating.add_argument("--gate", nargs="+", metavar="SPEC",
+                        help="per file, the box sizes it contributes: all, small, medium, large, medium+large, "
+                             "or NAME:MIN:MAX in px² (as convert --split; MAX may be inf)")
+    gating.add_argument("--specialist-range", metavar="SPEC",
+                        help="the FIRST file is a specialist: it keeps boxes in SPEC (e.g. small), the others the rest")
+    p.add_argument("--areas", default="coco", help="size buckets that name gates and the --eval table: coco, fit, or A,B px²")
+    p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of each file and of the fusion")
+
+
+def run(args) -> int:
+    gt = load_coco(args.gt, check_files=False) if args.gt else None
+    image_set = ImageSet.from_coco(gt) if gt else ImageSet.from_folder(args.images)
+    _check_options(args)
+    members = [read_member(path, image_set) for path in args.pred]
+    check_members(members, args.pred)
+    if gt is None:
+        check_categories(members, args.pred)
+    buckets = SizeBuckets.parse(args.areas, gt.areas() if gt else None)
+    gates = _gates(args, buckets)
+    start = time.perf_counter()
+    fused = ensemble_predictions(
+        members, image_set.images, args.method, gates=gates, weights=args.weights, iou_thr=args.iou,
+        skip_box_thr=args.skip_score, conf_type=args.conf_type, allows_overflow=args.allows_overflow,
+        sigma=args.sigma, thresh=args.soft_thresh, soft_method=args.soft_method)
+    elapsed = time.perf_counter() - start
+    csv_text = _csv(fused, image_set, members) if args.csv else None
+    write_json_atomic(fused, args.out)
+    if csv_text is not None:
+        write_text_atomic(csv_text, args.csv)
+    print(_summary(args, members, gates, fused, elapsed))
+    if args.eval:
+        if gt is None:
+            raise SmallboxError("--eval needs --gt")
+        print(format_eval_rows([(p, m) for p, m in zip(args.pred, members)] + [(f"{args.method} fusion", fused)],
+                               gt, buckets))
+    return 0
+
+
+def _check_options(args):
+    if args.weights is not None and len(args.weights) != len(args.pred):
+        raise SmallboxError(f"--weights: got {len(args.weights)} for {len(args.pred)} prediction files")
+    if args.weights is not None and not all(w > 0 for w in args.weights):
+        raise SmallboxError("--weights must be positive")
+    if args.iou is not None and not 0 <= args.iou <= 1:
+        raise SmallboxError(f"--iou must be in [0, 1], got {args.iou}")
+    if args.sigma <= 0:
+        raise SmallboxError(f"--sigma must be positive, got {args.sigma}")
+
+
+def _gates(args, buckets):
+    if args.specialist_range:
+        return specialist_gates(args.specialist_range, len(args.pred), buckets)
+    if args.gate:
+        if len(args.gate) != len(args.pred):
+            raise SmallboxError(f"--gate: got {len(args.gate)} specs for {len(args.pred)} prediction files")
+        return [parse_gate(s, buckets) for s in args.gate]
+    return None
+
+
+def _csv(fused, image_set: ImageSet, members) -> str:
+    category_ids = image_set.category_ids or sorted({p["category_id"] for m in members for p in m})
+    return to_competition_csv(fused, image_set.file_names(), {c: i for i, c in enumerate(category_ids)})
+
+
+def _summary(args, members, gates, fused, elapsed) -> str:
+    lines = []
+    for i, (path, preds) in enumerate(zip(args.pred, members)):
+        gate = f", gated to {describe_gate(gates[i])}" if gates else ""
+        lines.append(f"  {path}: {len(preds)} boxes{gate}")
+    lines.append(f"{args.method}: {len(fused)} boxes in {elapsed:.3f} s -> {args.out}"
+                 + (f" and {args.csv}" if args.csv else ""))
+    return "\n".join(lines)
+
+
+def format_eval_rows(rows, gt, buckets: SizeBuckets) -> str:
+    """One line per predictions list: AP, AP50 and AP by size (COCO's ranges, and ``buckets``)."""
+    sets = [SizeBuckets.coco()] + ([] if buckets.is_coco and buckets.name == "coco" else [buckets])
+    head = f"{'predictions':<44}{'AP':>7}{'AP50':>7}" + "".join(
+        f"{b.name + '/AP_' + n[0]:>10}" for b in sets for n in ("small", "medium", "large"))
+    lines = [head]
+    for name, preds in rows:
+        r = evaluate(gt, preds, buckets)
+        cells = "".join(f"{_fmt(r['buckets'][b.name]['AP_' + n]):>10}" for b in sets for n in ("small", "medium", "large"))
+        lines.append(f"{Path(str(name)).name[:43]:<44}{_fmt(r['AP']):>7}{_fmt(r['AP50']):>7}{cells}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or v < 0 else f"{v:.3f}"

@@ -1,0 +1,159 @@
+"""The prediction files of an ensemble: read them (COCO results json or competition CSV), check
+that they describe the same images and classes, and parse per-member size gates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
+from ..datasets.coco import CocoDataset, read_json
+from ..datasets.errors import SmallboxError
+from .export import read_competition_csv
+from .predictions import load_predictions
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class ImageSet:
+    """The images predicted on: COCO ``images`` entries (``id``, ``file_name``, ``width``,
+    ``height``) and the category ids (ascending; ``None`` when only the images are known)."""
+
+    images: list[dict]
+    category_ids: list[int] | None
+
+    @classmethod
+    def from_coco(cls, gt: CocoDataset) -> "ImageSet":
+        return cls(gt.images, gt.category_ids)
+
+    @classmethod
+    def from_folder(cls, folder) -> "ImageSet":
+        """Images of a folder; the id of an image is its file stem, an int when it is numeric, as
+        in Ultralytics' ``predictions.json``."""
+        from PIL import Image
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SmallboxError(f"{folder}: image folder does not exist")
+        images = []
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            with Image.open(path) as im:
+                width, height = im.size
+            stem = path.stem
+            images.append({"id": int(stem) if stem.isdigit() else stem, "file_name": path.name,
+                           "width": width, "height": height})
+        if not images:
+            raise SmallboxError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        return cls(images, None)
+
+    @property
+    def ids(self) -> list:
+        return [im["id"] for im in self.images]
+
+    def file_names(self) -> dict:
+        return {im["id"]: im["file_name"] for im in self.images}
+
+
+def read_member(path, image_set: ImageSet) -> list[dict]:
+    """One model's predictions, validated against the image set; an empty file is an error."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        if image_set.category_ids is None:
+            raise SmallboxError(f"{path}: a competition CSV needs --gt (file names -> image ids, labels -> category ids)")
+        by_name = {im["file_name"]: im["id"] for im in image_set.images}
+        preds = read_competition_csv(path, by_name, image_set.category_ids)
+    else:
+        preds = read_json(path)
+    if isinstance(preds, list) and not preds:
+        raise SmallboxError(f"{path}: no predictions (empty file)")
+    return load_predictions(preds, image_set.ids, image_set.category_ids, name=str(path))
+
+
+def check_members(members: list[list[dict]], paths: list) -> None:
+    """Members must predict on the same images: any two share at least one image (a member
+    without boxes on some images is fine)."""
+    image_sets = [{p["image_id"] for p in preds} for preds in members]
+    for i in range(len(members)):
+        for j in range(i + 1, len(members)):
+            if not image_sets[i] & image_sets[j]:
+                raise SmallboxError(
+                    f"{paths[i]} and {paths[j]} predict on different images (no image id in common, "
+                    f"e.g. {sorted(image_sets[i], key=str)[:3]} vs {sorted(image_sets[j], key=str)[:3]})")
+
+
+def check_categories(members: list[list[dict]], paths: list) -> None:
+    """Without a ground truth: the category ids of the members must nest (``{0..5}`` against
+    ``{1..6}`` is a 0- vs 1-based mix-up, not a specialist)."""
+    cat_sets = [{p["category_id"] for p in preds} for preds in members]
+    largest = max(range(len(members)), key=lambda i: len(cat_sets[i]))
+    for i, cats in enumerate(cat_sets):
+        extra = cats - cat_sets[largest]
+        if extra:
+            raise SmallboxError(
+                f"{paths[i]} has category ids {sorted(extra)[:5]} that {paths[largest]} never predicts: "
+                "different class sets? Pass --gt to name the categories")
+
+
+def parse_gate(spec: str, buckets: SizeBuckets):
+    """A member's area range ``(lo, hi)`` in px² (``lo <= w*h < hi``), or None for all boxes.
+
+    ``spec``: ``all``; a bucket name of ``buckets`` or several joined by ``+``
+    (``medium+large``); or ``NAME:MIN:MAX`` as in ``smallbox convert --split`` (areas in px², may
+    be written ``32^2``; ``MAX`` may be ``inf``).
+    """
+    spec = spec.strip()
+    if spec == "all":
+        return None
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise SmallboxError(f"gate {spec!r}: expected NAME:MIN:MAX, e.g. small:0:1024")
+        try:
+            lo, hi = (_area(p) for p in parts[1:])
+        except ValueError:
+            raise SmallboxError(f"gate {spec!r}: MIN and MAX must be areas in px² (e.g. 0, 32^2, inf)") from None
+        if not lo < hi:
+            raise SmallboxError(f"gate {spec!r}: MIN must be below MAX")
+        return lo, hi
+    names = spec.split("+")
+    ranges = {n: (lo, hi) for n, lo, hi in buckets.ranges()}
+    unknown = [n for n in names if n not in ranges]
+    if unknown:
+        raise SmallboxError(f"gate {spec!r}: unknown bucket {unknown[0]!r}; use all, {', '.join(BUCKET_NAMES)}, "
+                            "joined by + (medium+large), or NAME:MIN:MAX")
+    index = sorted(BUCKET_NAMES.index(n) for n in names)
+    if index != list(range(index[0], index[-1] + 1)):
+        raise SmallboxError(f"gate {spec!r}: buckets must be neighbours")
+    lo, hi = ranges[BUCKET_NAMES[index[0]]][0], ranges[BUCKET_NAMES[index[-1]]][1]
+    return lo, (math.inf if hi >= AREA_MAX else hi)
+
+
+def specialist_gates(spec: str, n_members: int, buckets: SizeBuckets) -> list:
+    """``--specialist-range``: the first member keeps boxes in the range, the others the rest."""
+    rng = parse_gate(spec, buckets)
+    if rng is None:
+        raise SmallboxError("--specialist-range needs a range, not 'all'")
+    lo, hi = rng
+    if lo <= 0:
+        rest = (hi, math.inf)
+    elif math.isinf(hi):
+        rest = (0.0, lo)
+    else:
+        raise SmallboxError(f"--specialist-range {spec!r}: the rest of a middle range is two ranges; use --gate")
+    return [rng] + [rest] * (n_members - 1)
+
+
+def describe_gate(rng) -> str:
+    if rng is None:
+        return "all boxes"
+    lo, hi = rng
+    return f"{lo:g} <= area < {hi:g} px²"
+
+
+def _area(text: str) -> float:
+    text = text.strip()
+    if text in ("inf", "max"):
+        return math.inf
+    return float(text[:-2]) ** 2 if text.endswith("^2") else float(text)
