@@ -188,3 +188,17 @@ def test_progress_bar_on_request(capsys):
     assert len(table) == 209
     assert "reading boxes" in capsys.readouterr().err
     assert math.isclose(float(table.area.sum()), sum(a for *_, a in raw_boxes(BCCD / "annotations" / "val.json")[1]))
+
+
+def test_failure_while_plotting_leaves_nothing(tmp_path, monkeypatch):
+    from smallbox.datasets import eda_plots
+    from smallbox.datasets.eda import run_eda
+
+    def half_then_fail(table, sets, chosen, out, **kw):
+        (out / "area_hist.png").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(eda_plots, "write_plots", half_then_fail)
+    with pytest.raises(RuntimeError):
+        run_eda(load_coco(BCCD / "annotations" / "val.json"), tmp_path / "eda")
+    assert list(tmp_path.iterdir()) == []

@@ -9,9 +9,11 @@ Areas are ``w*h`` of the bbox in original-image pixels² (what ``SizeBuckets`` a
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,34 +276,27 @@ def _check_replaceable(out_dir: Path):
         raise SmallboxError(f"{out_dir}: exists and is not an earlier EDA output (no summary.json): give an empty or new folder")
 
 
-class _atomic_folder:
-    """Write into a temporary sibling folder; on success swap it in for ``path``."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-"))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.path.exists():
-            old = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.old-"))
-            self.path.replace(old / "out")
-        self.tmp.replace(self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
+@contextmanager
+def _atomic_folder(path: Path):
+    """Yield a temporary sibling folder to write into; on success it takes the place of ``path``
+    (an earlier ``path`` is moved aside first and deleted last), on failure it is deleted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        path.replace(old / "out")
+    tmp.replace(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json(obj, path: Path):
-    import json
-
     path.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
