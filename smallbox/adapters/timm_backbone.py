@@ -134,7 +134,7 @@ def resolve_weights_file(weights, name: str = "") -> Path:
     raise SmallboxError(
         f"TimmBackbone {name}: pretrained weights file not found (looked at {looked}). Put the file there "
         f"(e.g. model.safetensors of the timm/{name.split('.')[0]} model card, or the original release .pth), "
-        "set SMALLBOX_WEIGHTS_DIR, or set the weights argument to null for random init. Nothing is downloaded."
+        "set SMALLBOX_WEIGHTS_DIR, or set weights to null (or drop it) for random init. Nothing is downloaded."
     )
 
 
