@@ -100,12 +100,13 @@ def greedy_match(iou: np.ndarray, gt_ignored: np.ndarray, gt_crowd: np.ndarray, 
     thr = np.minimum(np.asarray(thrs), 1 - 1e-10)[:, None]
     taken = np.zeros((n_t, n_g), bool)
     rows = np.arange(n_t)
+    pools = [pool for pool in (~gt_ignored, gt_ignored) if pool.any()]
     for d in np.flatnonzero(iou.max(axis=1) >= thr.min()):
         ok = (iou[d][None, :] >= thr) & (~taken | gt_crowd[None, :])
         # Best IoU among counted boxes, else among ignored ones; ties go to the later box,
         # as in COCOeval (`if iou < best: continue` lets an equal one replace it).
         m = np.full(n_t, -1)
-        for pool in (~gt_ignored, gt_ignored):
+        for pool in pools:
             vals = np.where(ok & pool[None, :], iou[d][None, :], -1.0)
             last_best = n_g - 1 - np.argmax(vals[:, ::-1], axis=1)
             found = (m < 0) & (vals.max(axis=1) >= 0)
@@ -138,8 +139,8 @@ def match_images(gt, preds: list[dict], area_ranges, max_dets: int = 100) -> lis
             g, d = gts.get((image_id, cat), []), dets.get((image_id, cat), [])
             if not g and not d:
                 continue
-            for r, rng in enumerate(area_ranges):
-                per_range[r][k].append(_match_one(i, g, d, rng, max_dets))
+            for r, matched in enumerate(_match_one(g, d, area_ranges, max_dets)):
+                per_range[r][k].append((i, *matched))
     return [RangeMatches(tuple(rng), [_concat(per_range[r][k], len(image_ids)) for k in range(len(category_ids))],
                          len(image_ids)) for r, rng in enumerate(area_ranges)]
 
@@ -151,22 +152,26 @@ def _group(items) -> dict:
     return grouped
 
 
-def _match_one(image_index: int, gts: list, dets: list, area_range, max_dets: int):
-    lo, hi = area_range
+def _match_one(gts: list, dets: list, area_ranges, max_dets: int):
+    """One image and category: per area range, ``(scores [D], tp [T, D], ignored [T, D],
+    counted ground truth)`` of its ``max_dets`` best detections in descending score order."""
     gt_area = np.array([g["area"] for g in gts], dtype=np.float64)
     crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
-    ignored = crowd | (gt_area < lo) | (gt_area > hi)
-    gt_order = np.argsort(ignored, kind="mergesort")
     det_order = np.argsort([-d["score"] for d in dets], kind="mergesort")[:max_dets]
-    det_xywh = np.array([dets[j]["bbox"] for j in det_order], dtype=np.float64).reshape(-1, 4)
-    gt_xywh = np.array([gts[j]["bbox"] for j in gt_order], dtype=np.float64).reshape(-1, 4)
-    iou = box_iou_xywh(det_xywh, gt_xywh, crowd[gt_order])
-    matched, matched_ignored = greedy_match(iou, ignored[gt_order], crowd[gt_order])
-    det_area = det_xywh[:, 2] * det_xywh[:, 3]
-    outside = (det_area < lo) | (det_area > hi)
-    det_ignored = matched_ignored | (~matched & outside[None, :])
     scores = np.array([dets[j]["score"] for j in det_order], dtype=np.float64)
-    return image_index, scores, matched & ~det_ignored, det_ignored, int((~ignored).sum())
+    det_xywh = np.array([dets[j]["bbox"] for j in det_order], dtype=np.float64).reshape(-1, 4)
+    gt_xywh = np.array([g["bbox"] for g in gts], dtype=np.float64).reshape(-1, 4)
+    iou = box_iou_xywh(det_xywh, gt_xywh, crowd)
+    det_area = det_xywh[:, 2] * det_xywh[:, 3]
+    out = []
+    for lo, hi in area_ranges:
+        ignored = crowd | (gt_area < lo) | (gt_area > hi)
+        gt_order = np.argsort(ignored, kind="mergesort")
+        matched, matched_ignored = greedy_match(iou[:, gt_order], ignored[gt_order], crowd[gt_order])
+        outside = (det_area < lo) | (det_area > hi)
+        det_ignored = matched_ignored | (~matched & outside[None, :])
+        out.append((scores, matched & ~det_ignored, det_ignored, int((~ignored).sum())))
+    return out
 
 
 def _concat(parts: list, n_images: int) -> CategoryMatches:

@@ -1,0 +1,66 @@
+"""``smallbox significance GT.json A.json [A2.json ...] -- B.json [B2.json ...]``: is B better
+than A, counting the test images and the training runs as sources of noise."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..datasets import SizeBuckets, SmallboxError, load_coco
+from ..evaluate import write_json_atomic
+from ..evaluate.matching import METRICS
+from ..evaluate.significance import bootstrap_difference, format_result
+
+USAGE = "smallbox significance [options] GT.json A.json [A2.json ...] -- B.json [B2.json ...] [options]"
+
+
+def _add_options(p):
+    p.add_argument("--metric", default="AP_small", choices=list(METRICS),
+                   help="COCO metric to compare (size metrics use --areas; default AP_small)")
+    p.add_argument("--areas", default="coco",
+                   help="size buckets of AP_small/medium/large: coco, fit (tertiles of the ground-truth areas) or A,B in px²")
+    p.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the resampling")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
+    p.add_argument("--json", metavar="OUT", help="also write the result to this json file")
+
+
+def add_arguments(p):
+    p.usage = USAGE
+    _add_options(p)
+    # argparse drops "--" and takes every later token as positional: keep the raw tokens and
+    # split them (and any options after the B files) in run().
+    p.add_argument("files", nargs=argparse.REMAINDER,
+                   help="GT.json, then one COCO results file per run of A, then --, then B's")
+
+
+def split_sides(tokens: list[str]) -> tuple[str, list[str], list[str], list[str]]:
+    """``GT A.. -- B.. [options]`` -> ``(gt, a_files, b_files, option tokens)``."""
+    if "--" not in tokens:
+        raise SmallboxError(f"separate A's and B's prediction files with --: {USAGE}")
+    cut = tokens.index("--")
+    before, after = tokens[:cut], tokens[cut + 1:]
+    n_b = next((i for i, t in enumerate(after) if t.startswith("--")), len(after))
+    if len(before) < 2 or n_b < 1:
+        raise SmallboxError(f"need GT.json, at least one A file and one B file: {USAGE}")
+    return before[0], before[1:], after[:n_b], after[n_b:]
+
+
+def run(args) -> int:
+    gt_path, a_files, b_files, trailing = split_sides(args.files)
+    if trailing:
+        options = argparse.ArgumentParser(prog="smallbox significance")
+        _add_options(options)
+        options.parse_args(trailing, namespace=args)
+    if args.n < 10:
+        raise SmallboxError(f"--n {args.n}: need at least 10 resamples")
+    gt = load_coco(gt_path, check_files=False)
+    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    res = bootstrap_difference(gt, a_files, b_files, metric=args.metric, buckets=buckets, n=args.n,
+                               seed=args.seed, level=args.level)
+    print("A: " + " ".join(a_files))
+    print("B: " + " ".join(b_files))
+    print(format_result(res))
+    if args.json:
+        write_json_atomic({**res.to_dict(), "gt": gt_path, "a": a_files, "b": b_files}, args.json)
+        print(f"wrote {args.json}")
+    return 0
