@@ -24,6 +24,7 @@ ensemble_boxes does that a user may not expect, and which is kept for parity:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -251,6 +252,8 @@ class _Clusters:
         self.rep = np.zeros((g * k, 4))                        # what a new box is matched against
         self.sum_xyxy = np.zeros((g * k, 4), dtype=np.float32)  # ensemble_boxes sums in float32
         self.conf = np.zeros(g * k)
+        self._slots = np.arange(k)[None, :]
+        self._base = np.arange(g) * k
 
     def match(self, rows: int, box: np.ndarray, iou_thr: float) -> tuple[np.ndarray, np.ndarray]:
         """Best cluster of each of the first ``rows`` groups for its new box ``[rows, 4]``:
@@ -260,14 +263,18 @@ class _Clusters:
             return np.zeros(rows, dtype=bool), np.zeros(rows, dtype=np.int64)
         rep = self.rep[: rows * self.k].reshape(rows, self.k, 4)[:, :k]
         iou = _iou_one_to_many(box, rep)
-        iou[np.arange(k)[None, :] >= self.count[:rows, None]] = -1
+        iou[self._slots[:, :k] >= self.count[:rows, None]] = -1
         best = iou.argmax(axis=1)
-        return iou[np.arange(rows), best] > iou_thr, best + np.arange(rows) * self.k
+        flat = best + self._base[:rows]
+        return iou.reshape(-1)[best + self._base_k(rows, k)] > iou_thr, flat
+
+    def _base_k(self, rows, k):
+        return np.arange(0, rows * k, k)
 
     def new(self, r: np.ndarray, box: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Open a cluster for box ``r`` of each listed group; returns their flat rows. The cluster
         holds the box unchanged (float64), as ensemble_boxes' ``vstack`` does."""
-        flat = r * self.k + self.count[r]
+        flat = self._base[r] + self.count[r]
         self.rep[flat] = box[r]
         self.sum_xyxy[flat] = s[r, None] * box[r]
         self.conf[flat] = s[r]
@@ -565,13 +572,14 @@ def to_detections(members: list[list[dict]], image_index: dict, sizes: np.ndarra
     """
     parts = []
     for m, preds in enumerate(members):
-        image = np.fromiter((image_index[p["image_id"]] for p in preds), dtype=np.int64, count=len(preds))
-        xywh = np.array([p["bbox"] for p in preds], dtype=np.float64).reshape(-1, 4)
+        n = len(preds)
+        image = np.fromiter((image_index[p["image_id"]] for p in preds), dtype=np.int64, count=n)
+        xywh = np.fromiter(chain.from_iterable(p["bbox"] for p in preds), dtype=np.float64, count=4 * n).reshape(n, 4)
         wh = sizes[image]
         xyxy_norm = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1) / np.tile(wh, 2)
-        label = np.fromiter((p["category_id"] for p in preds), dtype=np.int64, count=len(preds))
-        score = np.fromiter((p["score"] for p in preds), dtype=np.float64, count=len(preds))
-        parts.append(Detections(image, label, score, xyxy_norm, np.full(len(preds), m, dtype=np.int64)))
+        label = np.fromiter((p["category_id"] for p in preds), dtype=np.int64, count=n)
+        score = np.fromiter((p["score"] for p in preds), dtype=np.float64, count=n)
+        parts.append(Detections(image, label, score, xyxy_norm, np.full(n, m, dtype=np.int64)))
     return Detections(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                         ("image", "label", "score", "xyxy_norm", "model")))
 
