@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -573,12 +574,12 @@ def to_detections(members: list[list[dict]], image_index: dict, sizes: np.ndarra
     parts = []
     for m, preds in enumerate(members):
         n = len(preds)
-        image = np.fromiter((image_index[p["image_id"]] for p in preds), dtype=np.int64, count=n)
-        xywh = np.fromiter(chain.from_iterable(p["bbox"] for p in preds), dtype=np.float64, count=4 * n).reshape(n, 4)
+        image = np.fromiter(map(image_index.__getitem__, map(itemgetter("image_id"), preds)), dtype=np.int64, count=n)
+        xywh = np.fromiter(chain.from_iterable(map(itemgetter("bbox"), preds)), dtype=np.float64, count=4 * n).reshape(n, 4)
         wh = sizes[image]
         xyxy_norm = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1) / np.tile(wh, 2)
-        label = np.fromiter((p["category_id"] for p in preds), dtype=np.int64, count=n)
-        score = np.fromiter((p["score"] for p in preds), dtype=np.float64, count=n)
+        label = np.fromiter(map(itemgetter("category_id"), preds), dtype=np.int64, count=n)
+        score = np.fromiter(map(itemgetter("score"), preds), dtype=np.float64, count=n)
         parts.append(Detections(image, label, score, xyxy_norm, np.full(n, m, dtype=np.int64)))
     return Detections(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                         ("image", "label", "score", "xyxy_norm", "model")))
