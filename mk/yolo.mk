@@ -3,7 +3,8 @@
 #   MODEL= a model YAML (random init) or a local .pt (default yolo11n.yaml: nothing is downloaded)
 #   ARGS=  extra `key=value` Ultralytics arguments appended to every run (e.g. "epochs=3 device=0,1")
 # and writes its runs under $(YOLO_RUNS)/<target>[-stage]/ (results.csv, smallbox.json,
-# predictions.json, weights/). Re-running a target overwrites its folders.
+# predictions.json, weights/); re-running a target overwrites its folders. The project path is made
+# absolute: Ultralytics would put a relative one under its own runs_dir/detect/.
 MODEL ?= yolo11n.yaml
 YOLO_RUNS ?= runs/yolo
 EPOCHS ?= 25
@@ -11,7 +12,7 @@ MOSAIC_EPOCHS ?= 20
 DATA_SMALL ?= $(dir $(DATA))data-small.yaml
 SMALLBOX_YOLO = $(PY) -m smallbox yolo
 # $(call yolo_train,RECIPE,NAME,MODEL,DATA)
-yolo_train = $(SMALLBOX_YOLO) train cfg=recipes/$(1) model=$(3) data=$(4) project=$(YOLO_RUNS) name=$(2) exist_ok=True $(ARGS)
+yolo_train = $(SMALLBOX_YOLO) train cfg=recipes/$(1) model=$(3) data=$(4) project=$(abspath $(YOLO_RUNS)) name=$(2) exist_ok=True $(ARGS)
 YOLO_TARGETS = yolo-baseline exp2-res-up exp2-res-down exp2-mosaic-first exp2-mosaic-80-20 exp3-specialist
 
 .PHONY: $(YOLO_TARGETS) yolo-need-data
@@ -48,4 +49,4 @@ exp3-specialist: setup yolo-need-data
 	@test -f "$(DATA_SMALL)" || { echo "DATA_SMALL=$(DATA_SMALL): no such file (smallbox convert ... --split small:0:32^2)"; exit 2; }
 	$(call yolo_train,exp3-specialist.yaml,exp3-specialist,$(MODEL),$(DATA_SMALL))
 	@# its predictions on the FULL val split, for ensembling with the full model (smallbox ensemble)
-	$(SMALLBOX_YOLO) val cfg=recipes/exp3-specialist.yaml model=$(YOLO_RUNS)/exp3-specialist/weights/best.pt data=$(DATA) project=$(YOLO_RUNS) name=exp3-specialist-val-full exist_ok=True $(ARGS)
+	$(SMALLBOX_YOLO) val cfg=recipes/exp3-specialist.yaml model=$(YOLO_RUNS)/exp3-specialist/weights/best.pt data=$(DATA) project=$(abspath $(YOLO_RUNS)) name=exp3-specialist-val-full exist_ok=True $(ARGS)
