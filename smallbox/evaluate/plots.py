@@ -1,0 +1,93 @@
+"""PNG plots of the analysis: AP by size bucket per run (bars), precision-recall curves per size
+bucket (from the per-image matches)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..datasets.buckets import BUCKET_NAMES, SizeBuckets  # noqa: E402
+from .matching import REC_THRS, match_images, precision_recall_curve  # noqa: E402
+
+
+def save_figure(fig, path) -> Path:
+    """Write a PNG through a temporary file and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def plot_ap_by_size(series: dict[str, dict[str, tuple[float, float]]], path, title: str = "AP by size bucket") -> Path:
+    """Grouped bars, one panel per bucket set.
+
+    Args:
+        series: ``{run label: {"coco/AP_small": (mean, std), ...}}`` (std NaN for one run).
+    """
+    sets = sorted({c.partition("/")[0] for s in series.values() for c in s}, key=lambda x: (x != "coco", x))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    width = 0.8 / max(1, len(series))
+    for ax, prefix in zip(axes[0], sets):
+        x = np.arange(len(BUCKET_NAMES))
+        for i, (label, values) in enumerate(series.items()):
+            means = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[0] for b in BUCKET_NAMES]
+            stds = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[1] for b in BUCKET_NAMES]
+            stds = [0 if not math.isfinite(s) else s for s in stds]
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=label)
+        ax.set_xticks(x, BUCKET_NAMES)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("AP (IoU .50:.95)")
+        ax.set_title(f"{prefix} ranges")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper right")
+    fig.suptitle(title + " (bars: mean over seeds, whiskers: std)")
+    return save_figure(fig, path)
+
+
+def pr_curves_by_size(gt, preds: list[dict], bucket_sets: list[SizeBuckets], iou: float = 0.5) -> dict:
+    """``{(set name, bucket): precision [101]}`` at recall ``REC_THRS``, averaged over classes."""
+    ranges = [(b.name, name, (lo, hi)) for b in bucket_sets for name, lo, hi in b.ranges()]
+    matched = match_images(gt, preds, [r for _, _, r in ranges])
+    return {(s, name): precision_recall_curve(m, iou) for (s, name, _), m in zip(ranges, matched)}
+
+
+def plot_pr_curves(curves: dict[str, dict], path, iou: float = 0.5) -> Path:
+    """One panel per (bucket set, size bucket), one line per run.
+
+    Args:
+        curves: ``{run label: {(set name, bucket): precision [101]}}`` (-1: no ground truth).
+    """
+    sets = list(dict.fromkeys(s for c in curves.values() for s, _ in c))
+    fig, axes = plt.subplots(len(sets), len(BUCKET_NAMES), figsize=(4.2 * len(BUCKET_NAMES), 3.6 * len(sets)),
+                             squeeze=False)
+    for row, s in zip(axes, sets):
+        for ax, bucket in zip(row, BUCKET_NAMES):
+            for label, c in curves.items():
+                p = c.get((s, bucket))
+                if p is not None and (p >= 0).all():
+                    ax.plot(REC_THRS, p, label=label)
+            ax.set_title(f"{bucket} ({s} ranges)")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("recall")
+            ax.set_ylabel("precision")
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"precision-recall by size bucket, IoU {iou:g}, mean over classes (COCO's interpolation)")
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,387 @@
+"""One table over training runs (YOLO and torchvision alike), seeds grouped into mean ± std.
+
+A run folder holds ``results.csv`` (one row per epoch; metric columns ``coco/AP``,
+``coco/AP50``, ``coco/AP_small`` ..., and ``X/AP_small`` ... per extra bucket set ``X``) and
+``smallbox.json`` (``path, model, backbone, imgsz, epochs, seed, data, buckets, predictions``).
+For a plain Ultralytics run, ``args.yaml`` fills what ``smallbox.json`` lacks and Ultralytics'
+own ``metrics/mAP50(B)`` / ``metrics/mAP50-95(B)`` stand in for COCO's numbers (marked).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
+from ..datasets.errors import SmallboxError
+
+CONFIG_KEYS = ("path", "model", "backbone", "imgsz", "epochs", "data")
+ULTRALYTICS_FALLBACK = {"coco/AP50": "metrics/mAP50(B)", "coco/AP": "metrics/mAP50-95(B)"}
+MISSING = "-"
+
+
+@dataclass
+class Run:
+    """One training run folder: its settings and the metrics of its chosen epoch.
+
+    Attributes:
+        info: settings (``CONFIG_KEYS``, ``seed``, ``buckets``, ``predictions``).
+        epoch: the epoch the metrics come from; ``metrics``: ``{column: value}`` of that row;
+        fallback: columns filled from Ultralytics' own metrics.
+    """
+
+    folder: Path
+    info: dict
+    epoch: int
+    metrics: dict[str, float]
+    fallback: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def predictions(self) -> Path | None:
+        p = self.info.get("predictions")
+        path = self.folder / p if p else None
+        return path if path is not None and path.is_file() else None
+
+    def config(self) -> tuple:
+        return tuple(str(self.info.get(k, MISSING)) for k in CONFIG_KEYS) + (json.dumps(self.info.get("buckets"), sort_keys=True),)
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed."""
+
+    runs: list[Run]
+
+    @property
+    def info(self) -> dict:
+        return self.runs[0].info
+
+    @property
+    def label(self) -> str:
+        return ", ".join(r.name for r in self.runs)
+
+    def values(self, column: str) -> list[float]:
+        return [r.metrics[column] for r in self.runs if _is_number(r.metrics.get(column))]
+
+    def mean_std(self, column: str) -> tuple[float, float, int]:
+        v = self.values(column)
+        if not v:
+            return math.nan, math.nan, 0
+        return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else math.nan), len(v)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x)
+
+
+def read_results_csv(path: Path) -> list[dict[str, float]]:
+    """Rows of a ``results.csv``, names and values stripped (Ultralytics pads them), numbers as
+    floats (anything else NaN)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SmallboxError(f"{path}: no such file (not a training run folder?)") from None
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        rows.append({k.strip(): _to_float(v) for k, v in row.items() if k is not None})
+    if not rows:
+        raise SmallboxError(f"{path}: no epochs recorded")
+    return rows
+
+
+def _to_float(v) -> float:
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        return math.nan
+
+
+def read_run_info(folder: Path) -> dict:
+    """``smallbox.json``, completed from Ultralytics' ``args.yaml`` where it lacks a key."""
+    info = {}
+    sb = folder / "smallbox.json"
+    if sb.is_file():
+        try:
+            info = json.loads(sb.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise SmallboxError(f"{sb}: not valid json ({e})") from None
+    args = folder / "args.yaml"
+    if args.is_file():
+        try:
+            ua = yaml.safe_load(args.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise SmallboxError(f"{args}: not valid yaml ({e})") from None
+        defaults = {"path": "yolo", "model": Path(str(ua.get("model", MISSING))).stem, "imgsz": ua.get("imgsz"),
+                    "epochs": ua.get("epochs"), "seed": ua.get("seed"), "data": ua.get("data")}
+        info = {**{k: v for k, v in defaults.items() if v is not None}, **info}
+    if not info:
+        raise SmallboxError(f"{folder}: neither smallbox.json nor args.yaml: not a training run folder")
+    info.setdefault("backbone", MISSING)
+    return info
+
+
+def load_run(folder, metric: str = "coco/AP", epoch: str = "best") -> Run:
+    """A run with the metrics of its best epoch by ``metric`` (ties: the earliest) or, with
+    ``epoch="last"``, of its last epoch."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SmallboxError(f"{folder}: no such run folder")
+    info = read_run_info(folder)
+    rows = read_results_csv(folder / "results.csv")
+    fallback = _fill_fallback(rows)
+    if metric not in rows[0]:
+        known = ", ".join(k for k in rows[0] if "/" in k)
+        raise SmallboxError(f"{folder / 'results.csv'}: no column {metric!r} (has: {known})")
+    if epoch == "last":
+        index = len(rows) - 1
+    else:
+        scores = [r[metric] if _is_number(r[metric]) else -math.inf for r in rows]
+        index = max(range(len(rows)), key=lambda i: (scores[i], -i))
+    row = rows[index]
+    number = int(row["epoch"]) if _is_number(row.get("epoch")) else index + 1
+    return Run(folder, info, number, row, fallback)
+
+
+def _fill_fallback(rows: list[dict]) -> set[str]:
+    filled = set()
+    for column, theirs in ULTRALYTICS_FALLBACK.items():
+        if column not in rows[0] and theirs in rows[0]:
+            for r in rows:
+                r[column] = r[theirs]
+            filled.add(column)
+    return filled
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs with the same settings except the seed, in order of first appearance."""
+    groups: dict[tuple, Group] = {}
+    for r in runs:
+        groups.setdefault(r.config(), Group([])).runs.append(r)
+    return list(groups.values())
+
+
+def metric_columns(runs: list[Run]) -> list[str]:
+    """``coco/AP50, coco/AP, coco/AP_small..large``, then each extra bucket set's."""
+    columns = ["coco/AP50", "coco/AP"] + [f"coco/AP_{b}" for b in BUCKET_NAMES]
+    extra = []
+    for r in runs:
+        for k in r.metrics:
+            prefix, _, name = k.partition("/")
+            if prefix not in ("coco", "metrics", "train", "val", "lr") and name in {f"AP_{b}" for b in BUCKET_NAMES} and prefix not in extra:
+                extra.append(prefix)
+    return columns + [f"{x}/AP_{b}" for x in extra for b in BUCKET_NAMES]
+
+
+def format_cell(group: Group, column: str) -> str:
+    mean, std, n = group.mean_std(column)
+    if n == 0:
+        return MISSING
+    mark = "†" if any(column in r.fallback for r in group.runs) else ""
+    if n == 1:
+        return f"{mean:.3f}{mark}"
+    return f"{mean:.3f} ± {std:.3f} ({n}){mark}"
+
+
+def _seeds(group: Group) -> str:
+    return ", ".join(str(r.info.get("seed", MISSING)) for r in group.runs)
+
+
+def table_rows(groups: list[Group], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    header = ["runs", "path", "model", "backbone", "imgsz", "epochs", "seeds", "epoch"] + [_short(c) for c in columns]
+    rows = []
+    for g in groups:
+        rows.append([g.label] + [str(g.info.get(k, MISSING)) for k in ("path", "model", "backbone", "imgsz", "epochs")]
+                    + [_seeds(g), ", ".join(str(r.epoch) for r in g.runs)] + [format_cell(g, c) for c in columns])
+    return header, rows
+
+
+def _short(column: str) -> str:
+    prefix, _, name = column.partition("/")
+    if prefix == "coco":
+        return "mAP50" if name == "AP50" else name
+    return f"{name} ({prefix})"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def csv_text(groups: list[Group], columns: list[str]) -> str:
+    """One row per group: settings, then per metric its mean, std (empty with one run) and n."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["runs", "path", "model", "backbone", "imgsz", "epochs", "seeds", "epochs_used"]
+               + [f"{c}{s}" for c in columns for s in ("", " std", " n")])
+    for g in groups:
+        cells = []
+        for c in columns:
+            mean, std, n = g.mean_std(c)
+            cells += ["" if n == 0 else f"{mean:.10g}", "" if n < 2 else f"{std:.10g}", n]
+        w.writerow([g.label] + [g.info.get(k, "") for k in ("path", "model", "backbone", "imgsz", "epochs")]
+                   + [_seeds(g), " ".join(str(r.epoch) for r in g.runs)] + cells)
+    return out.getvalue()
+
+
+def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeBuckets] | None:
+    """``coco/AP_small`` -> ``("AP_small", COCO buckets)``; ``fit/AP_small`` -> the run's own
+    ``fit`` thresholds (from ``smallbox.json``, else fitted on ``gt_areas``); None for a column
+    the bootstrap does not compute."""
+    from .matching import METRICS
+
+    prefix, _, name = column.partition("/")
+    if name not in METRICS:
+        return None
+    if prefix == "coco":
+        return name, SizeBuckets.coco()
+    for d in group.info.get("buckets") or []:
+        if d.get("name") == prefix:
+            return name, SizeBuckets.from_dict(d)
+    return (name, SizeBuckets.fit(gt_areas)) if prefix == "fit" else None
+
+
+def find_gt(groups: list[Group]) -> Path | None:
+    """The val ground truth from the runs' ``data`` (a COCO json, or a converted data.yaml)."""
+    from ..datasets.manifest import load_manifest
+
+    for g in groups:
+        for r in g.runs:
+            data = r.info.get("data")
+            if not data:
+                continue
+            path = Path(data) if Path(data).is_absolute() else (r.folder / data if (r.folder / data).exists() else Path(data))
+            if path.suffix in (".json", ".gz") and path.is_file():
+                return path
+            if path.suffix in (".yaml", ".yml") and path.is_file():
+                try:
+                    coco = load_manifest(path).coco
+                except SmallboxError:
+                    continue
+                if "val" in coco and Path(coco["val"]).is_file():
+                    return Path(coco["val"])
+    return None
+
+
+@dataclass
+class Comparison:
+    """A significance test of group ``b`` against the baseline group ``a`` (or why none ran)."""
+
+    a: Group
+    b: Group
+    result: object = None  # significance.BootstrapResult
+    skipped: str = ""
+
+
+def compare_groups(groups: list[Group], column: str, gt_path: Path | None, n: int = 1000, seed: int = 0) -> list[Comparison]:
+    """Each group against the first, by the two-level bootstrap, where both have predictions."""
+    from ..datasets.coco import load_coco
+    from .significance import bootstrap_difference
+
+    comparisons = [Comparison(groups[0], g) for g in groups[1:]]
+    gt = load_coco(gt_path, check_files=False) if gt_path is not None and comparisons else None
+    for c in comparisons:
+        missing = [r.name for r in c.a.runs + c.b.runs if r.predictions is None]
+        spec = significance_metric(column, c.a, gt.areas()) if gt is not None else None
+        if gt is None:
+            c.skipped = "no ground truth (pass --gt)"
+        elif missing:
+            c.skipped = f"no predictions file in {', '.join(missing)}"
+        elif spec is None:
+            c.skipped = f"{column} is not a COCO AP the bootstrap computes"
+        else:
+            metric, buckets = spec
+            c.result = bootstrap_difference(gt, [r.predictions for r in c.a.runs], [r.predictions for r in c.b.runs],
+                                            metric=metric, buckets=buckets, n=n, seed=seed)
+    return comparisons
+
+
+def significance_markdown(comparisons: list[Comparison], column: str) -> str:
+    header = ["A (baseline)", "B", f"B − A ({column})", "95% interval", "verdict"]
+    rows = []
+    for c in comparisons:
+        if c.result is None:
+            rows.append([c.a.label, c.b.label, MISSING, MISSING, f"not tested: {c.skipped}"])
+            continue
+        r = c.result
+        scope = "" if r.runs_resampled else " (images only)"
+        rows.append([c.a.label, c.b.label, f"{r.difference:+.4f}", f"[{r.interval[0]:+.4f}, {r.interval[1]:+.4f}]{scope}", r.verdict])
+    note = ("Two-level paired bootstrap: each resample draws the test images with replacement (the same draw "
+            "for A and B) and, per side, the runs (seeds) with replacement. With one run on a side the interval "
+            "covers the test images only and ignores training noise, so it cannot establish a win. Computed from "
+            "each run's predictions file (the final model on the val split), not from the table's epoch.")
+    return markdown_table(header, rows) + "\n\n" + note
+
+
+def pr_curves(groups: list[Group], gt_path: Path | None) -> dict:
+    """``{run name: {(set, bucket): precision [101]}}`` for every run with predictions."""
+    from ..datasets.coco import load_coco
+    from .plots import pr_curves_by_size
+    from .predictions import load_predictions
+
+    if gt_path is None:
+        return {}
+    gt = load_coco(gt_path, check_files=False)
+    ids, cats = [im["id"] for im in gt.images], gt.category_ids
+    curves = {}
+    for g in groups:
+        sets = [SizeBuckets.coco()] + [SizeBuckets.from_dict(d) for d in g.info.get("buckets") or [] if d.get("name") != "coco"]
+        for r in g.runs:
+            if r.predictions is not None:
+                curves[r.name] = pr_curves_by_size(gt, load_predictions(r.predictions, ids, cats), sets)
+    return curves
+
+
+def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch: str = "best", gt=None,
+                 n: int = 1000, seed: int = 0, significance: bool = True) -> dict:
+    """Write the markdown report (and CSV, and PNG plots beside the markdown).
+
+    Returns ``{"markdown": text, "csv": text, "groups": [Group], "comparisons": [...], "files": [paths]}``.
+    """
+    from .plots import plot_ap_by_size, plot_pr_curves
+    from .export import write_text_atomic
+
+    runs = [load_run(d, metric, epoch) for d in run_dirs]
+    groups = group_runs(runs)
+    columns = metric_columns(runs)
+    header, rows = table_rows(groups, columns)
+    gt_path = Path(gt) if gt else find_gt(groups)
+    out_md = Path(out_md)
+    stem = out_md.with_suffix("")
+    chosen = "last epoch" if epoch == "last" else f"best epoch by `{metric}`"
+    parts = ["# smallbox report", "",
+             f"Metrics of each run's {chosen} (column *epoch*). Runs that differ only by seed are grouped: "
+             "mean ± std (n runs), std over seeds.", "", markdown_table(header, rows)]
+    if any(r.fallback for r in runs):
+        parts += ["", "† Ultralytics' own mAP (the run's results.csv has no COCO columns): not COCO's evaluator."]
+    comparisons = []
+    if significance and len(groups) > 1:
+        comparisons = compare_groups(groups, metric, gt_path, n=n, seed=seed)
+        parts += ["", f"## Is the difference real? ({metric}, {n} resamples, seed {seed})", "",
+                  significance_markdown(comparisons, metric)]
+    files = []
+    bars = {f"{g.info.get('model', MISSING)}: {g.label}": {c: g.mean_std(c)[:2] for c in columns if "/AP_" in c} for g in groups}
+    files.append(plot_ap_by_size(bars, f"{stem}_ap_by_size.png"))
+    parts += ["", "## Plots", "", f"![AP by size bucket]({files[-1].name})"]
+    curves = pr_curves(groups, gt_path)
+    if curves:
+        files.append(plot_pr_curves(curves, f"{stem}_pr_by_size.png"))
+        parts += ["", f"![precision-recall by size bucket]({files[-1].name})"]
+    markdown = "\n".join(parts) + "\n"
+    csv_out = csv_text(groups, columns)
+    files.append(write_text_atomic(markdown, out_md))
+    if out_csv:
+        files.append(write_text_atomic(csv_out, out_csv))
+    return {"markdown": markdown, "csv": csv_out, "groups": groups, "comparisons": comparisons, "files": files}

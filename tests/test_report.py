@@ -1,0 +1,106 @@
+"""``smallbox report`` over hand-written run folders of both paths: best epoch, seed grouping
+(mean ± std checked with the statistics module), CSV, plots, and the significance column."""
+
+import csv
+import gzip
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from smallbox.cli import main
+from smallbox.evaluate.report import build_report, load_run
+
+COLUMNS = ["coco/AP", "coco/AP50", "coco/AP75", "coco/AP_small", "coco/AP_medium", "coco/AP_large", "coco/AR_100",
+           "fit/AP_small", "fit/AP_medium", "fit/AP_large"]
+FIT = {"name": "fit", "thresholds": [1024.0, 1444.0]}
+
+
+def write_run(folder, path, model, seed, epochs_metrics, predictions=None, backbone="-", ultralytics=False):
+    """A run folder as the trainers write it: results.csv (one row per epoch) + smallbox.json."""
+    folder.mkdir(parents=True)
+    header = ["epoch", "train/box_loss"] + COLUMNS
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f"  {h}" if ultralytics else h for h in header])
+        for e, m in enumerate(epochs_metrics, start=1):
+            w.writerow([e, 1.0 / e] + [m.get(c, 0.1 * e) for c in COLUMNS])
+    info = {"path": path, "model": model, "backbone": backbone, "imgsz": 640, "epochs": len(epochs_metrics),
+            "seed": seed, "data": "data.yaml", "buckets": [{"name": "coco", "thresholds": [1024.0, 9216.0]}, FIT]}
+    if predictions is not None:
+        (folder / "predictions.json").write_text(json.dumps(predictions))
+        info["predictions"] = "predictions.json"
+    (folder / "smallbox.json").write_text(json.dumps(info))
+    return folder
+
+
+def read_preds(path):
+    with gzip.open(path, "rt") as f:
+        return json.load(f)
+
+
+def jitter_scores(preds, seed):
+    rng = np.random.default_rng(seed)
+    return [{**p, "score": float(np.clip(p["score"] * rng.uniform(0.9, 1.1), 0, 1))} for p in preds]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, deeppcb_predictions):
+    root = tmp_path_factory.mktemp("runs")
+    n_preds, s_preds = (read_preds(p) for p in deeppcb_predictions)
+    # epoch 2 is the best by coco/AP in every run; coco/AP_small peaks elsewhere in run n_s0
+    yolo_n = [
+        write_run(root / "n_s0", "yolo", "yolov8n", 0, [{"coco/AP": 0.50, "coco/AP_small": 0.40}, {"coco/AP": 0.60, "coco/AP_small": 0.30, "coco/AP50": 0.91, "fit/AP_small": 0.20}, {"coco/AP": 0.55, "coco/AP_small": 0.10}], n_preds, ultralytics=True),
+        write_run(root / "n_s1", "yolo", "yolov8n", 1, [{"coco/AP": 0.52}, {"coco/AP": 0.64, "coco/AP_small": 0.36, "coco/AP50": 0.95, "fit/AP_small": 0.26}, {"coco/AP": 0.61}], jitter_scores(n_preds, 1), ultralytics=True),
+    ]
+    tv = [write_run(root / "tv_s0", "tv", "fasterrcnn", 0, [{"coco/AP": 0.3}, {"coco/AP": 0.45, "coco/AP_small": 0.25}], s_preds, backbone="swin_t"),
+          write_run(root / "tv_s1", "tv", "fasterrcnn", 1, [{"coco/AP": 0.2}, {"coco/AP": 0.41, "coco/AP_small": 0.21}], jitter_scores(s_preds, 2), backbone="swin_t")]
+    return yolo_n, tv
+
+
+def test_best_epoch_by_chosen_metric(runs):
+    assert load_run(runs[0][0], "coco/AP").epoch == 2
+    assert load_run(runs[0][0], "coco/AP_small").epoch == 1
+    assert load_run(runs[0][0], "coco/AP", epoch="last").epoch == 3
+
+
+def test_table_groups_seeds_into_mean_std(runs, tmp_path, deeppcb_val):
+    yolo_n, tv = runs
+    out = tmp_path / "r" / "report.md"
+    rep = build_report(yolo_n + tv, out, tmp_path / "r" / "report.csv", metric="coco/AP", gt=deeppcb_val, n=100)
+    assert [len(g.runs) for g in rep["groups"]] == [2, 2]
+    md = out.read_text()
+    ap = [0.60, 0.64]
+    small = [0.30, 0.36]
+    assert f"{statistics.fmean(ap):.3f} ± {statistics.stdev(ap):.3f} (2)" in md
+    assert f"{statistics.fmean(small):.3f} ± {statistics.stdev(small):.3f} (2)" in md
+    assert f"{statistics.fmean([0.20, 0.26]):.3f} ± {statistics.stdev([0.20, 0.26]):.3f} (2)" in md  # fitted ranges
+    assert "best epoch by `coco/AP`" in md
+    rows = list(csv.DictReader(open(tmp_path / "r" / "report.csv")))
+    assert rows[0]["model"] == "yolov8n" and rows[1]["backbone"] == "swin_t" and rows[0]["seeds"] == "0, 1"
+    assert float(rows[1]["coco/AP"]) == pytest.approx(statistics.fmean([0.45, 0.41]))
+    assert float(rows[1]["coco/AP std"]) == pytest.approx(statistics.stdev([0.45, 0.41]))
+    # two groups with predictions: the bootstrap verdict is in the report
+    (cmp,) = rep["comparisons"]
+    assert cmp.result is not None and cmp.result.verdict in md
+    assert len(cmp.result.a_values) == 2 and len(cmp.result.b_values) == 2
+    for png in ("report_ap_by_size.png", "report_pr_by_size.png"):
+        img = np.asarray(Image.open(out.parent / png).convert("L"))
+        assert img.shape[0] > 200 and img.std() > 10, png
+        assert png in md
+
+
+def test_cli_report_single_runs_and_errors(runs, tmp_path, capsys, deeppcb_val):
+    yolo_n, tv = runs
+    rc = main(["report", str(yolo_n[0]), str(tv[0]), "--out", str(tmp_path / "one.md"), "--gt", str(deeppcb_val), "--n", "50",
+               "--metric", "coco/AP_small"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "cannot tell: one run per side" in text
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["report", str(yolo_n[0]), "--metric", "coco/APx", "--out", str(tmp_path / "x.md")]) == 2
+    err = capsys.readouterr().err
+    assert "coco/APx" in err and "results.csv" in err and not (tmp_path / "x.md").exists()
