@@ -1,0 +1,44 @@
+"""``smallbox compare GT.json A.json B.json --images DIR --out DIR``: the boxes one model finds
+and the other misses, per size bucket and class, with crops and an HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..datasets import SizeBuckets, SmallboxError, load_coco
+from ..evaluate import load_predictions
+from ..evaluate.compare import write_comparison
+
+
+def add_arguments(p):
+    p.add_argument("gt", help="ground-truth COCO json")
+    p.add_argument("a", help="model A's COCO results (.json or .json.gz)")
+    p.add_argument("b", help="model B's COCO results")
+    p.add_argument("--images", required=True, help="folder the ground truth's file_name values are relative to")
+    p.add_argument("--out", required=True, help="output folder: summary.json, contact_sheet.png, index.html, crops/")
+    p.add_argument("--score-thr", type=float, default=0.3, help="a detection counts from this score on (default 0.3)")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU needed to find a box (default 0.5)")
+    p.add_argument("--areas", default="coco", help="size buckets: coco, fit (tertiles of the ground-truth areas) or A,B in px²")
+    p.add_argument("--max-crops", type=int, default=200, help="crops drawn per list (default 200; all are counted)")
+
+
+def run(args) -> int:
+    if not 0 < args.iou <= 1:
+        raise SmallboxError(f"--iou {args.iou}: must be in (0, 1]")
+    gt = load_coco(args.gt, image_root=args.images, check_files=False)
+    if not Path(args.images).is_dir():
+        raise SmallboxError(f"{args.images}: image folder does not exist")
+    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    ids, cats = [im["id"] for im in gt.images], gt.category_ids
+    preds_a, preds_b = load_predictions(args.a, ids, cats), load_predictions(args.b, ids, cats)
+    names = (Path(args.a).name.split(".")[0], Path(args.b).name.split(".")[0])
+    summary = write_comparison(gt, preds_a, preds_b, args.out, buckets, args.score_thr, args.iou, args.max_crops, names)
+    c = summary["counts"]
+    print(f"A = {args.a}\nB = {args.b}\nscore >= {args.score_thr:g}, IoU >= {args.iou:g}, size buckets {buckets.describe()}")
+    print(f"{'bucket':<8}{'gt':>6}{'both':>6}{'A only':>8}{'B only':>8}{'neither':>9}{'FP A':>6}{'FP B':>6}")
+    for bucket in ("small", "medium", "large", "all"):
+        if bucket in c:
+            n = c[bucket]
+            print(f"{bucket:<8}{n['gt']:>6}{n['both']:>6}{n['a_only']:>8}{n['b_only']:>8}{n['neither']:>9}{n['fp_a']:>6}{n['fp_b']:>6}")
+    print(f"wrote {Path(args.out) / 'index.html'}, contact_sheet.png, summary.json")
+    return 0
