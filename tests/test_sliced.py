@@ -1,0 +1,130 @@
+"""Sliced inference: SAHI's tiles, SAHI's merges, and boxes mapped back from the tiles exactly."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from smallbox.adapters.sliced import load_predict_fn, merge_predictions, predict_sliced, slice_windows
+from smallbox.cli import main
+
+sahi = pytest.importorskip("sahi")
+
+
+@pytest.mark.parametrize("width,height,tile,overlap", [(640, 640, 320, 0.0), (640, 640, 320, 0.2), (1000, 700, 256, 0.25),
+                                                       (300, 200, 512, 0.2), (641, 333, 160, 0.5)])
+def test_windows_are_sahis(width, height, tile, overlap):
+    from sahi.slicing import get_slice_bboxes
+
+    want = get_slice_bboxes(height, width, tile, tile, overlap_height_ratio=overlap, overlap_width_ratio=overlap)
+    assert slice_windows(width, height, tile, overlap).tolist() == want
+
+
+def _real_boxes(deeppcb_predictions, n_images=3):
+    """Real detections of a few DeepPCB images, plus shifted copies, as a sliced run gives them."""
+    preds = json.load(gzip.open(deeppcb_predictions[0], "rt"))
+    ids = sorted({p["image_id"] for p in preds})[:n_images]
+    rng = np.random.default_rng(0)
+    for image_id in ids:
+        ps = [p for p in preds if p["image_id"] == image_id]
+        b = np.array([p["bbox"] for p in ps], dtype=float)
+        b[:, 2:] += b[:, :2]
+        s = np.array([p["score"] for p in ps])
+        lab = np.array([p["category_id"] for p in ps])
+        jitter = np.clip(b + rng.normal(0, 3, b.shape), 0, None)  # SAHI clips boxes at 0
+        jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2] + 1)
+        yield (np.concatenate([b, jitter]), np.concatenate([s, s * rng.uniform(0.5, 1, len(s))]),
+               np.concatenate([lab, lab]))
+
+
+@pytest.mark.parametrize("merge,metric,thr", [("greedy", "ios", 0.5), ("greedy", "iou", 0.3), ("nms", "ios", 0.5),
+                                              ("nms", "iou", 0.5)])
+def test_merge_equals_sahi_postprocess(deeppcb_predictions, merge, metric, thr):
+    from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
+    from sahi.prediction import ObjectPrediction
+
+    cls = GreedyNMMPostprocess if merge == "greedy" else NMSPostprocess
+    post = cls(match_threshold=thr, match_metric=metric.upper(), class_agnostic=False)
+    for boxes, scores, labels in _real_boxes(deeppcb_predictions):
+        objs = [ObjectPrediction(bbox=b.tolist(), category_id=int(c), category_name=str(c), score=float(s),
+                                 full_shape=[2000, 2000]) for b, s, c in zip(boxes, scores, labels)]
+        theirs = post(objs)
+        want = np.array(sorted((-o.score.value, o.category.id, *o.bbox.to_xyxy()) for o in theirs))
+        b, s, lab = merge_predictions(boxes, scores, labels, merge, metric, thr)
+        got = np.array(sorted(zip(-s, lab, *b.T)))
+        assert len(got) < len(boxes)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_yolo_fn(tmp_path_factory):
+    """A deterministic random-init tiny YOLO (6 classes) as a predict_fn, and the model itself."""
+    import torch
+
+    from smallbox.offline import apply_offline_defaults
+
+    apply_offline_defaults()
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    yaml_path = tmp_path_factory.mktemp("model") / "tiny6.yaml"
+    text = open("recipes/models/yolo-tiny.yaml").read().replace("nc: 80", "nc: 6")
+    yaml_path.write_text(text)
+    model = YOLO(str(yaml_path), task="detect")
+
+    def predict(image_bgr):
+        r = model.predict(image_bgr, imgsz=320, conf=1e-4, iou=0.7, device="cpu", verbose=False)[0]
+        return r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int)
+
+    return predict, model
+
+
+def test_tiled_into_4_finds_the_boxes_of_each_tile(tiny_yolo_fn, deeppcb_images):
+    """640x640 image, 320 px tiles, no overlap: the 4 quadrants. With nothing merged, the sliced
+    result is exactly the union of direct predictions on each quadrant, shifted by its corner."""
+    predict, model = tiny_yolo_fn
+    image = cv2.imread(str(sorted(deeppcb_images.glob("*.png"))[0]), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (640, 640)
+    assert slice_windows(640, 640, 320, 0.0).tolist() == [[0, 0, 320, 320], [320, 0, 640, 320],
+                                                        [0, 320, 320, 640], [320, 320, 640, 640]]
+    boxes, scores, labels = predict_sliced(image, predict, tile=320, overlap=0.0, full=False, merge="nms",
+                                           metric="iou", threshold=1.01)
+    want = []
+    for x0, y0 in ((0, 0), (320, 0), (0, 320), (320, 320)):
+        crop = np.ascontiguousarray(image[y0:y0 + 320, x0:x0 + 320])
+        r = model.predict(crop, imgsz=320, conf=1e-4, iou=0.7, device="cpu", verbose=False)[0]
+        b = r.boxes.xyxy.numpy().astype(float) + [x0, y0, x0, y0]
+        want += [(round(float(s), 6), int(c), *np.round(bb, 3)) for bb, s, c in zip(b, r.boxes.conf.numpy(), r.boxes.cls.numpy())]
+        assert len(b) and (b[:, [0, 2]] >= x0 - 1e-3).all() and (b[:, [1, 3]] <= y0 + 320 + 1e-3).all()
+    got = [(round(float(s), 6), int(c), *np.round(bb, 3)) for bb, s, c in zip(boxes, scores, labels)]
+    assert sorted(got) == sorted(want)
+    # Merging them (SAHI's default, greedy IoS 0.5) leaves fewer boxes.
+    merged = merge_predictions(boxes, scores, labels)
+    assert 0 < len(merged[0]) < len(boxes)
+
+
+def test_cli_slice_writes_original_ids(tmp_path, deeppcb_val, deeppcb_images):
+    gt = json.loads(deeppcb_val.read_text())
+    images = gt["images"][:2]
+    keep = {im["id"] for im in images}
+    sub = dict(gt, images=images, annotations=[a for a in gt["annotations"] if a["image_id"] in keep])
+    (tmp_path / "gt.json").write_text(json.dumps(sub))
+    model = tmp_path / "tiny6.yaml"
+    model.write_text(open("recipes/models/yolo-tiny.yaml").read().replace("nc: 80", "nc: 6"))
+    out = tmp_path / "sliced.json"
+    assert main(["slice", str(model), "--images", str(deeppcb_images), "--gt", str(tmp_path / "gt.json"),
+                 "--out", str(out), "--tile", "320", "--imgsz", "160", "--conf", "0.0001", "--device", "cpu"]) == 0
+    preds = json.loads(out.read_text())
+    assert preds and {p["image_id"] for p in preds} <= keep
+    assert {p["category_id"] for p in preds} <= {c["id"] for c in gt["categories"]}
+    assert all(0 <= p["bbox"][0] and p["bbox"][0] + p["bbox"][2] <= 640 + 1e-3 for p in preds)
+
+
+def test_cli_slice_missing_model_is_a_clean_error(tmp_path, capsys, deeppcb_images):
+    code = main(["slice", str(tmp_path / "nope.pt"), "--images", str(deeppcb_images), "--out", str(tmp_path / "o.json")])
+    assert code == 2 and "no such model file" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
