@@ -10,6 +10,7 @@ from pathlib import Path
 from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset, read_json
 from ..datasets.errors import SmallboxError
+from ..datasets.split import parse_area_range
 from .export import read_competition_csv
 from .predictions import load_predictions
 
@@ -107,16 +108,8 @@ def parse_gate(spec: str, buckets: SizeBuckets):
     if spec == "all":
         return None
     if ":" in spec:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise SmallboxError(f"gate {spec!r}: expected NAME:MIN:MAX, e.g. small:0:1024")
-        try:
-            lo, hi = (_area(p) for p in parts[1:])
-        except ValueError:
-            raise SmallboxError(f"gate {spec!r}: MIN and MAX must be areas in px² (e.g. 0, 32^2, inf)") from None
-        if not lo < hi:
-            raise SmallboxError(f"gate {spec!r}: MIN must be below MAX")
-        return lo, hi
+        rng = parse_area_range(spec)  # the same NAME:MIN:MAX as `smallbox convert --split`
+        return rng.min_area, rng.max_area
     names = spec.split("+")
     ranges = {n: (lo, hi) for n, lo, hi in buckets.ranges()}
     unknown = [n for n in names if n not in ranges]
@@ -151,9 +144,3 @@ def describe_gate(rng) -> str:
     lo, hi = rng
     return f"{lo:g} <= area < {hi:g} px²"
 
-
-def _area(text: str) -> float:
-    text = text.strip()
-    if text in ("inf", "max"):
-        return math.inf
-    return float(text[:-2]) ** 2 if text.endswith("^2") else float(text)
