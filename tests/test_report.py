@@ -104,3 +104,18 @@ def test_cli_report_single_runs_and_errors(runs, tmp_path, capsys, deeppcb_val):
     assert main(["report", str(yolo_n[0]), "--metric", "coco/APx", "--out", str(tmp_path / "x.md")]) == 2
     err = capsys.readouterr().err
     assert "coco/APx" in err and "results.csv" in err and not (tmp_path / "x.md").exists()
+
+
+def test_plain_ultralytics_run_uses_args_yaml_and_their_map(tmp_path):
+    """A run of the stock `yolo` CLI: no smallbox.json, no COCO columns."""
+    run = tmp_path / "train3"
+    run.mkdir()
+    (run / "args.yaml").write_text("task: detect\nmodel: /w/yolov8s.pt\ndata: coco8.yaml\nepochs: 2\nimgsz: 320\nseed: 7\n")
+    (run / "results.csv").write_text("                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n"
+                                     "                      1,           0.41,            0.21\n"
+                                     "                      2,           0.52,            0.33\n")
+    r = load_run(run)
+    assert (r.info["model"], r.info["imgsz"], r.info["seed"], r.epoch) == ("yolov8s", 320, 7, 2)
+    assert r.metrics["coco/AP"] == 0.33 and r.fallback == {"coco/AP", "coco/AP50"}
+    md = build_report([run], tmp_path / "u.md")["markdown"]
+    assert "0.520†" in md and "0.330†" in md and "Ultralytics' own mAP" in md

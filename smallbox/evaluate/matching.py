@@ -97,25 +97,32 @@ def greedy_match(iou: np.ndarray, gt_ignored: np.ndarray, gt_crowd: np.ndarray, 
     matched_ignored = np.zeros((n_t, n_d), bool)
     if n_g == 0:
         return matched, matched_ignored
-    thr = np.minimum(np.asarray(thrs), 1 - 1e-10)[:, None]
+    thr = np.minimum(np.asarray(thrs), 1 - 1e-10)
     taken = np.zeros((n_t, n_g), bool)
-    rows = np.arange(n_t)
-    pools = [pool for pool in (~gt_ignored, gt_ignored) if pool.any()]
     for d in np.flatnonzero(iou.max(axis=1) >= thr.min()):
-        ok = (iou[d][None, :] >= thr) & (~taken | gt_crowd[None, :])
-        # Best IoU among counted boxes, else among ignored ones; ties go to the later box,
-        # as in COCOeval (`if iou < best: continue` lets an equal one replace it).
-        m = np.full(n_t, -1)
-        for pool in pools:
-            vals = np.where(ok & pool[None, :], iou[d][None, :], -1.0)
-            last_best = n_g - 1 - np.argmax(vals[:, ::-1], axis=1)
-            found = (m < 0) & (vals.max(axis=1) >= 0)
-            m = np.where(found, last_best, m)
+        cands = np.flatnonzero(iou[d] >= thr.min())
+        m = _best_available(iou[d, cands], thr, taken[:, cands], gt_ignored[cands], gt_crowd[cands])
         hit = m >= 0
+        g = cands[m[hit]]
         matched[hit, d] = True
-        matched_ignored[hit, d] = gt_ignored[m[hit]]
-        taken[rows[hit], m[hit]] = True
+        matched_ignored[hit, d] = gt_ignored[g]
+        taken[np.flatnonzero(hit), g] = True
     return matched, matched_ignored
+
+
+def _best_available(iou_row, thr, taken, ignored, crowd) -> np.ndarray:
+    """``[T]`` index into the candidate boxes that one detection matches at each threshold, -1
+    for none: the best IoU >= thr among free (or crowd) counted boxes, else among ignored ones;
+    ties go to the later box, as in COCOeval (`if iou < best: continue` lets an equal replace)."""
+    ok = (iou_row[None, :] >= thr[:, None]) & (~taken | crowd[None, :])
+    if len(iou_row) == 1:  # the common case: a single box overlaps enough
+        return np.where(ok[:, 0], 0, -1)
+    m = np.full(len(thr), -1)
+    for pool in (~ignored, ignored):
+        vals = np.where(ok & pool[None, :], iou_row[None, :], -1.0)
+        last_best = vals.shape[1] - 1 - np.argmax(vals[:, ::-1], axis=1)
+        m = np.where((m < 0) & (vals.max(axis=1) >= 0), last_best, m)
+    return m
 
 
 def match_images(gt, preds: list[dict], area_ranges, max_dets: int = 100) -> list[RangeMatches]:
