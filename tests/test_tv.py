@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +19,14 @@ from smallbox.adapters.tv.data import CocoDetection, collate
 from smallbox.adapters.tv.engine import build_optimizer, train_step
 from smallbox.adapters.tv.losses import BoxSizeWeights, size_weighted_fastrcnn_loss
 from smallbox.adapters.tv.models import build_model
-from smallbox.adapters.tv.recipe import DEFAULTS
+from smallbox.adapters.tv.recipe import DEFAULTS, load_recipe
+from smallbox.adapters.tv.trainer import size_weights
 from smallbox.cli import main
 from smallbox.datasets import SizeBuckets, load_coco
 from smallbox.evaluate.export import read_competition_csv
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_MODEL = {"backbone": "resnet18", "min_size": 128, "max_size": 128, "fpn_channels": 32,
               "rpn_pre_nms_top_n_train": 200, "rpn_post_nms_top_n_train": 100, "rpn_pre_nms_top_n_test": 100,
@@ -191,3 +194,29 @@ def test_cli_train_resume_eval_predict(tmp_path, deeppcb_train, deeppcb_val, dee
     from_csv = read_competition_csv(sub_csv, images, sorted(original.getCatIds()))
     assert len(from_csv) == len(preds)
     assert all(0 <= p["bbox"][0] and p["bbox"][0] + p["bbox"][2] <= 640.01 for p in preds)
+
+
+TINY_SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}
+
+
+@pytest.mark.parametrize("arch,backbone,kwargs", [("faster_rcnn", "timm:swin_tiny_patch4_window7_224", TINY_SWIN),
+                                                  ("retinanet", "timm:test_efficientnet", {})])
+def test_timm_backbones_train_and_predict(arch, backbone, kwargs, deeppcb_batch):
+    """Swin (NHWC features) and EfficientNet (NCHW) feed torchvision's FPN at a non-square,
+    non-224 input; a step trains, and eval mode returns boxes in the original 640x640 frame."""
+    images, targets = deeppcb_batch
+    model = build_model(tiny_settings(arch=arch, backbone=backbone, backbone_kwargs=kwargs, min_size=96, max_size=160), 6)
+    losses = train_step(model.train(), build_optimizer(model, DEFAULTS["train"]), torch.amp.GradScaler("cuda", enabled=False),
+                        list(images), list(targets), 10.0, False)
+    assert np.isfinite(losses["loss"]) and losses["loss"] > 0
+    with torch.no_grad():
+        out = model.eval()([images[0][:, :, :480]])[0]  # 640 high, 480 wide
+    assert out["boxes"].shape[1] == 4 and (out["boxes"][:, 2] <= 480.01).all()
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes" / "tv").glob("*.yaml")), ids=lambda p: p.stem)
+def test_bundled_recipes_load(recipe):
+    cfg = load_recipe(recipe)
+    assert cfg["model"]["arch"] in ("faster_rcnn", "retinanet")
+    if cfg["loss"]["size_weights"]:
+        assert size_weights(cfg, [100.0, 2000.0, 20000.0]).weights.tolist() == cfg["loss"]["size_weights"]["weights"]
