@@ -152,3 +152,9 @@ def test_cli_errors_exit_2_without_traceback(deeppcb_val, deeppcb_predictions, t
     assert main(["significance", str(deeppcb_val), a, "--", str(bad), "--n", "20"]) == 2
     err = capsys.readouterr().err
     assert "bad.json" in err and "99999" in err and "Traceback" not in err
+
+
+def test_same_file_twice_is_not_a_second_seed(deeppcb_val, deeppcb_predictions, capsys):
+    a, b = map(str, deeppcb_predictions)
+    assert main(["significance", str(deeppcb_val), a, a, "--", b, b, "--n", "20"]) == 2
+    assert "different training run" in capsys.readouterr().err

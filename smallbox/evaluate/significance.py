@@ -11,6 +11,9 @@ of that side is unknown and the verdict says so whatever the interval.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,8 +114,11 @@ def bootstrap_difference(gt, runs_a: list, runs_b: list, metric: str = "AP_small
     load = lambda p: load_predictions(p, image_ids, category_ids)  # noqa: E731
     rng = np.random.default_rng(seed)
     weights = image_weights(rng, n, len(image_ids))
-    a_full, a_res = run_metric_resamples(gt, [load(p) for p in runs_a], metric, buckets, weights, progress)
-    b_full, b_res = run_metric_resamples(gt, [load(p) for p in runs_b], metric, buckets, weights, progress)
+    preds_a, preds_b = [load(p) for p in runs_a], [load(p) for p in runs_b]
+    _check_distinct_runs("A", runs_a, preds_a)
+    _check_distinct_runs("B", runs_b, preds_b)
+    a_full, a_res = run_metric_resamples(gt, preds_a, metric, buckets, weights, progress)
+    b_full, b_res = run_metric_resamples(gt, preds_b, metric, buckets, weights, progress)
     diffs = _resample_runs(rng, b_res) - _resample_runs(rng, a_res)
     diffs = diffs[np.isfinite(diffs)]
     if diffs.size == 0:
@@ -122,6 +128,18 @@ def bootstrap_difference(gt, runs_a: list, runs_b: list, metric: str = "AP_small
     return BootstrapResult(metric, buckets.describe(), len(image_ids), int(diffs.size), level,
                            a_full.tolist(), b_full.tolist(), float(b_full.mean() - a_full.mean()), interval,
                            verdict(interval, len(runs_a), len(runs_b)), diffs)
+
+
+def _check_distinct_runs(side: str, sources: list, preds_list: list):
+    """The same predictions twice on one side would pass for a second seed with no spread."""
+    seen = {}
+    for source, preds in zip(sources, preds_list):
+        key = hashlib.sha1(json.dumps(preds, sort_keys=True).encode()).hexdigest()
+        if key in seen:
+            name = lambda x: x if isinstance(x, (str, os.PathLike)) else "a prediction list"  # noqa: E731
+            raise SmallboxError(f"side {side}: {name(source)} has the same predictions as {name(seen[key])}: "
+                                "each file must come from a different training run")
+        seen[key] = source
 
 
 def _resample_runs(rng: np.random.Generator, values: np.ndarray) -> np.ndarray:
