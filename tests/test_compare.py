@@ -113,3 +113,14 @@ def test_page_renders_in_headless_chromium(case, tmp_path):
     assert img.std() > 10  # not blank
     # the crops load through their relative paths: the ground-truth green is on the page
     assert (np.abs(img - COLORS["GT"]).sum(axis=2) < 40).sum() > 50
+
+
+def test_missing_image_file_fails_before_writing(case, tmp_path, capsys):
+    root = case["root"]
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rc = main(["compare", str(root / "gt.json"), str(root / "a.json"), str(root / "b.json"), "--images", str(images),
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "file not found" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -209,9 +209,14 @@ def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buc
     result = compare_predictions(gt, preds_a, preds_b, buckets, score_thr, iou)
     summary = {"a": names[0], "b": names[1], "score_thr": score_thr, "iou": iou, "buckets": buckets.to_dict(), **result}
     images = {im["id"]: im for im in gt.images}
+    todo = [(k, e) for k in ("a_only", "b_only") for e in result[k][:max_crops]]
+    missing = [(e["image_id"], gt.image_path(images[e["image_id"]])) for _, e in todo
+               if not gt.image_path(images[e["image_id"]]).is_file()]
+    if missing:  # before anything is written
+        raise SmallboxError(f"{gt.path}: image {missing[0][0]}: file not found: {missing[0][1]}"
+                            + (f" (and {len(missing) - 1} more crops)" if len(missing) > 1 else ""))
     (out / "crops").mkdir(parents=True, exist_ok=True)
     sections = []
-    todo = [(k, e) for k in ("a_only", "b_only") for e in result[k][:max_crops]]
     tiles = defaultdict(list)
     cache = {}
     for kind, entry in tqdm(todo, desc="crops", unit="box", disable=len(todo) < 50):
