@@ -4,7 +4,6 @@
 import csv
 import gzip
 import json
-import math
 import statistics
 
 import numpy as np
@@ -48,9 +47,21 @@ def jitter_scores(preds, seed):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, deeppcb_predictions):
+def val50(deeppcb_val, tmp_path_factory):
+    """The first 50 images of the DeepPCB val split: keeps the bootstrap in the tests short."""
+    data = json.loads(deeppcb_val.read_text())
+    keep = {im["id"] for im in data["images"][:50]}
+    data["images"] = [im for im in data["images"] if im["id"] in keep]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
+    path = tmp_path_factory.mktemp("gt") / "val50.json"
+    path.write_text(json.dumps(data))
+    return path, keep
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, deeppcb_predictions, val50):
     root = tmp_path_factory.mktemp("runs")
-    n_preds, s_preds = (read_preds(p) for p in deeppcb_predictions)
+    n_preds, s_preds = ([p for p in read_preds(f) if p["image_id"] in val50[1]] for f in deeppcb_predictions)
     # epoch 2 is the best by coco/AP in every run; coco/AP_small peaks elsewhere in run n_s0
     yolo_n = [
         write_run(root / "n_s0", "yolo", "yolov8n", 0, [{"coco/AP": 0.50, "coco/AP_small": 0.40}, {"coco/AP": 0.60, "coco/AP_small": 0.30, "coco/AP50": 0.91, "fit/AP_small": 0.20}, {"coco/AP": 0.55, "coco/AP_small": 0.10}], n_preds, ultralytics=True),
@@ -67,10 +78,10 @@ def test_best_epoch_by_chosen_metric(runs):
     assert load_run(runs[0][0], "coco/AP", epoch="last").epoch == 3
 
 
-def test_table_groups_seeds_into_mean_std(runs, tmp_path, deeppcb_val):
+def test_table_groups_seeds_into_mean_std(runs, tmp_path, val50):
     yolo_n, tv = runs
     out = tmp_path / "r" / "report.md"
-    rep = build_report(yolo_n + tv, out, tmp_path / "r" / "report.csv", metric="coco/AP", gt=deeppcb_val, n=100)
+    rep = build_report(yolo_n + tv, out, tmp_path / "r" / "report.csv", metric="coco/AP", gt=val50[0], n=100)
     assert [len(g.runs) for g in rep["groups"]] == [2, 2]
     md = out.read_text()
     ap = [0.60, 0.64]
@@ -93,9 +104,9 @@ def test_table_groups_seeds_into_mean_std(runs, tmp_path, deeppcb_val):
         assert png in md
 
 
-def test_cli_report_single_runs_and_errors(runs, tmp_path, capsys, deeppcb_val):
+def test_cli_report_single_runs_and_errors(runs, tmp_path, capsys, val50):
     yolo_n, tv = runs
-    rc = main(["report", str(yolo_n[0]), str(tv[0]), "--out", str(tmp_path / "one.md"), "--gt", str(deeppcb_val), "--n", "50",
+    rc = main(["report", str(yolo_n[0]), str(tv[0]), "--out", str(tmp_path / "one.md"), "--gt", str(val50[0]), "--n", "50",
                "--metric", "coco/AP_small"])
     text = capsys.readouterr().out
     assert rc == 0 and "cannot tell: one run per side" in text

@@ -87,7 +87,11 @@ def plot_pr_curves(curves: dict[str, dict], path, iou: float = 0.5) -> Path:
             ax.set_xlabel("recall")
             ax.set_ylabel("precision")
             ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower left")
+    with_lines = [ax for ax in axes.ravel() if ax.get_legend_handles_labels()[0]]
+    if with_lines:
+        with_lines[0].legend(fontsize=8, loc="lower left")
+    else:
+        axes[0][0].text(0.5, 0.5, "no ground truth in any bucket", ha="center", transform=axes[0][0].transAxes)
     fig.suptitle(f"precision-recall by size bucket, IoU {iou:g}, mean over classes (COCO's interpolation)")
     fig.tight_layout()
     return save_figure(fig, path)
