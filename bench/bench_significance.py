@@ -6,6 +6,7 @@ times (each copy gets new image and annotation ids), so the per-image work is th
 """
 
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -57,11 +58,12 @@ def main():
         average_precision(matches, w[:50], iou=iou)
         t2 = time.perf_counter()
         print(f"{metric}: matching one file {t1 - t0:.1f} s; 50 resamples {t2 - t1:.2f} s")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = bootstrap_difference(data, [big[0]], [big[1]], metric=metric, n=N_RESAMPLES, seed=0, progress=False)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(format_result(res))
-        print(f"{metric}: {N_RESAMPLES} resamples x {len(data['images'])} images, 2 prediction files: {elapsed:.1f} s total\n")
+        print(f"{metric}: {N_RESAMPLES} resamples x {len(data['images'])} images, 2 prediction files: "
+              f"{elapsed:.1f} s wall, {cpu:.1f} s CPU (load average {os.getloadavg()[0]:.1f})\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -107,7 +108,7 @@ def bootstrap_difference(gt, runs_a: list, runs_b: list, metric: str = "AP_small
     """
     if not runs_a or not runs_b:
         raise SmallboxError("significance needs at least one prediction file on each side")
-    gt = gt if isinstance(gt, CocoDataset) else load_coco(gt, check_files=False) if not isinstance(gt, dict) else CocoDataset("gt", gt)
+    gt = _as_dataset(gt)
     buckets = buckets or SizeBuckets.coco()
     image_ids = [im["id"] for im in gt.images]
     category_ids = gt.category_ids
@@ -128,6 +129,14 @@ def bootstrap_difference(gt, runs_a: list, runs_b: list, metric: str = "AP_small
     return BootstrapResult(metric, buckets.describe(), len(image_ids), int(diffs.size), level,
                            a_full.tolist(), b_full.tolist(), float(b_full.mean() - a_full.mean()), interval,
                            verdict(interval, len(runs_a), len(runs_b)), diffs)
+
+
+def _as_dataset(gt) -> CocoDataset:
+    if isinstance(gt, CocoDataset):
+        return gt
+    if isinstance(gt, dict):
+        return CocoDataset(Path("ground truth"), gt)
+    return load_coco(gt, check_files=False)
 
 
 def _check_distinct_runs(side: str, sources: list, preds_list: list):
