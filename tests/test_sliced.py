@@ -128,3 +128,32 @@ def test_cli_slice_missing_model_is_a_clean_error(tmp_path, capsys, deeppcb_imag
     code = main(["slice", str(tmp_path / "nope.pt"), "--images", str(deeppcb_images), "--out", str(tmp_path / "o.json")])
     assert code == 2 and "no such model file" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_same_result_as_sahi_get_sliced_prediction(tmp_path, deeppcb_images):
+    """The whole pipeline (tiles + whole image, greedy IoS 0.5) against SAHI's own, on a saved
+    random-init tiny YOLO and a real DeepPCB image."""
+    import torch
+
+    from smallbox.offline import apply_offline_defaults
+
+    apply_offline_defaults()
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    (tmp_path / "tiny6.yaml").write_text(open("recipes/models/yolo-tiny.yaml").read().replace("nc: 80", "nc: 6"))
+    YOLO(str(tmp_path / "tiny6.yaml")).save(str(tmp_path / "tiny6.pt"))
+    image = cv2.imread(str(sorted(deeppcb_images.glob("*.png"))[1]), cv2.IMREAD_COLOR)
+    fn = load_predict_fn(tmp_path / "tiny6.pt", conf=0.0005, imgsz=320, device="cpu")
+    boxes, scores, labels = predict_sliced(image, fn, tile=320, overlap=0.2)
+    model = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(tmp_path / "tiny6.pt"),
+                                               confidence_threshold=0.0005, device="cpu", image_size=320)
+    # force: SAHI silently switches to NMS/IoU below a model confidence of 0.1 otherwise.
+    theirs = get_sliced_prediction(image[..., ::-1].copy(), model, 320, 320, 0.2, 0.2, verbose=0,
+                                   force_postprocess_type=True).object_prediction_list
+    want = sorted((-o.score.value, o.category.id, *o.bbox.to_xyxy()) for o in theirs)
+    got = sorted(zip(-scores, labels, *boxes.T))
+    assert len(got) > 1
+    np.testing.assert_allclose(np.array(got, dtype=float), np.array(want, dtype=float), atol=1e-4)

@@ -213,6 +213,8 @@ def _numpy_descending(scores):
 def _numba_descending(scores):
     """ensemble_boxes' ``scores.argsort()[::-1]`` inside numba (NMS): numba's own quicksort
     (insertion sort up to 15 items), which orders equal scores differently from numpy's."""
+    if len(scores) <= NUMBA_INSERTION_SORT_MAX:  # insertion sort is stable
+        return np.argsort(scores, kind="stable")[::-1]
     try:
         from numba.misc.quicksort import make_py_quicksort
     except ImportError:  # numba comes with ensemble_boxes; without it, a stable order
@@ -224,6 +226,7 @@ def _numba_descending(scores):
 
 
 _NUMBA_ARGSORT = None
+NUMBA_INSERTION_SORT_MAX = 15  # numba.misc.quicksort.SMALL_QUICKSORT
 
 
 def _iou_one_to_many(box, boxes):
