@@ -14,6 +14,7 @@ Image ids of a prediction run, first match wins:
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 from ..datasets.boxes import xyxy_abs_to_xywh_abs
 from ..datasets.coco import read_json
 from ..datasets.errors import SmallboxError
-from .export import write_competition_csv
+from .export import write_competition_csv, write_text_atomic
 from .predictions import write_json_atomic
 
 IMAGE_IDS_ENV = "SMALLBOX_IMAGE_IDS"
@@ -42,15 +43,14 @@ def to_coco_results(xyxy_abs, scores, classes, image_id: int, category_ids: list
         category_ids: ``category_ids[class index]`` is the COCO category id.
     Returns:
         list[dict]: ``{"image_id", "category_id", "bbox": xywh_abs, "score"}``, rounded as Ultralytics
-        rounds its own json (boxes to 1/1000 px, scores to 5 decimals), so the list kept in memory
-        and the file written from it are the same numbers.
+        rounds its own json (boxes to 1/1000 px, scores to 5 decimals); the list kept in memory and
+        the file written from it hold the same numbers.
     """
-    boxes = xyxy_abs_to_xywh_abs(xyxy_abs)
-    return [
-        {"image_id": image_id, "category_id": category_ids[int(c)],
-         "bbox": [round(float(v), 3) for v in b], "score": round(float(s), 5)}
-        for b, s, c in zip(boxes, np.asarray(scores).reshape(-1), np.asarray(classes).reshape(-1))
-    ]
+    # Vectorised: this runs on every image of every validation epoch.
+    boxes = np.round(xyxy_abs_to_xywh_abs(xyxy_abs), 3).tolist()
+    scores = np.round(np.asarray(scores, dtype=np.float64).reshape(-1), 5).tolist()
+    cats = np.asarray(category_ids)[np.asarray(classes).reshape(-1).astype(int)].tolist()
+    return [{"image_id": image_id, "category_id": c, "bbox": b, "score": s} for b, s, c in zip(boxes, scores, cats)]
 
 
 def write_predictions(preds: list[dict], out_dir, file_names: dict[int, str], category_ids: list[int]) -> tuple[Path, Path]:
@@ -63,7 +63,8 @@ def write_predictions(preds: list[dict], out_dir, file_names: dict[int, str], ca
     """
     out_dir = Path(out_dir)
     class_index = {cid: i for i, cid in enumerate(sorted(category_ids))}
-    json_path = write_json_atomic(preds, out_dir / PREDICTIONS_JSON)
+    # json.dumps uses the C encoder; json.dump (streaming to a file) is several times slower.
+    json_path = write_text_atomic(json.dumps(preds), out_dir / PREDICTIONS_JSON)
     csv_path = write_competition_csv(preds, out_dir / PREDICTIONS_CSV, file_names, class_index)
     return json_path, csv_path
 

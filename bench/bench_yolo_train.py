@@ -1,0 +1,105 @@
+"""Per-epoch time of `smallbox yolo train` vs the stock `yolo train`, same data and settings.
+
+The difference is smallbox's validator (predictions mapped back to the original ids and
+evaluated against the original COCO json every epoch) and trainer. CPU, the tiny model of
+recipes/models/yolo-tiny.yaml, the bundled DeepPCB subset (80 train / 200 val images), 160 px.
+Each command runs REPEATS times, alternating, and an epoch's time is read off results.csv
+(``time`` is cumulative); the first epoch (warm-up, dataset caching) is left out.
+
+A random-init tiny model predicts few boxes, so a second number prices the evaluation at a
+realistic load: mapping + evaluating a trained YOLOv8s's predictions on the same 200 images
+(bundled), which is what each validation adds on a real run.
+
+Target: <= 5% per-epoch overhead.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEEPPCB = ROOT / "data" / "deeppcb"
+PY = sys.executable
+YOLO = str(Path(PY).with_name("yolo"))
+EPOCHS, REPEATS = int(os.environ.get("BENCH_EPOCHS", 4)), int(os.environ.get("BENCH_REPEATS", 2))
+SETTINGS = [f"epochs={EPOCHS}", "imgsz=160", "batch=16", "device=cpu", "workers=0", "plots=False", "seed=0",
+            "deterministic=True", "exist_ok=True", f"model={ROOT / 'recipes' / 'models' / 'yolo-tiny.yaml'}"]
+
+
+def convert(out: Path) -> Path:
+    subprocess.run([PY, "-m", "smallbox", "convert", str(DEEPPCB / "annotations" / "train.json"), "--images",
+                    str(DEEPPCB / "images"), "--val", str(DEEPPCB / "annotations" / "val.json"), "--out", str(out)],
+                   check=True, capture_output=True)
+    return out / "data.yaml"
+
+
+def epoch_times(results_csv: Path) -> list[float]:
+    rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(open(results_csv))]
+    total = [float(r["time"]) for r in rows]
+    return [b - a for a, b in zip(total, total[1:])]  # epochs 2..N
+
+
+def train(cmd: list[str], data: Path, project: Path, name: str) -> list[float]:
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    subprocess.run([*cmd, "train", f"data={data}", f"project={project}", f"name={name}", *SETTINGS],
+                   check=True, capture_output=True, env=env)
+    return epoch_times(project / name / "results.csv")
+
+
+def evaluation_cost() -> tuple[float, int]:
+    """Seconds to map a trained model's val predictions to COCO results and evaluate them."""
+    import numpy as np
+
+    from smallbox.datasets import SizeBuckets, load_coco
+    from smallbox.evaluate import evaluate
+    from smallbox.evaluate.yolo_export import to_coco_results
+
+    gt = load_coco(DEEPPCB / "annotations" / "val.json", check_files=False)
+    with gzip.open(DEEPPCB / "predictions" / "yolov8s_640_100_s2_val.json.gz", "rt") as f:
+        preds = json.load(f)
+    by_image = {}
+    for p in preds:
+        by_image.setdefault(p["image_id"], []).append(p)
+    arrays = []
+    for image_id, ps in by_image.items():
+        xywh = np.array([p["bbox"] for p in ps])
+        arrays.append((np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], np.array([p["score"] for p in ps]),
+                       np.array([p["category_id"] - 1 for p in ps]), image_id))
+    fit = SizeBuckets.fit(gt.areas())
+    t = time.perf_counter()
+    results = [r for xyxy, s, c, i in arrays for r in to_coco_results(xyxy, s, c, i, gt.category_ids)]
+    evaluate(gt, results, [fit])
+    return time.perf_counter() - t, len(results)
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="bench-yolo-") as tmp:
+        tmp = Path(tmp)
+        data = convert(tmp / "data")
+        runs = {"yolo": [], "smallbox yolo": []}
+        commands = {"yolo": [YOLO], "smallbox yolo": [PY, "-m", "smallbox", "yolo"]}
+        for r in range(REPEATS):
+            for label, cmd in commands.items():
+                runs[label] += train(cmd, data, tmp / "runs", f"{label.replace(' ', '-')}-{r}")
+                print(f"  run {r + 1}/{REPEATS} {label:<14} epochs 2..{EPOCHS}: "
+                      + ", ".join(f"{t:.2f}s" for t in runs[label][-(EPOCHS - 1):]), flush=True)
+    stock, ours = statistics.median(runs["yolo"]), statistics.median(runs["smallbox yolo"])
+    print(f"per-epoch time (median, CPU, tiny model, 80 train / 200 val images at 160 px): "
+          f"yolo {stock:.2f}s, smallbox yolo {ours:.2f}s, ratio {ours / stock:.3f} "
+          f"({(ours / stock - 1) * 100:+.1f}%; target <= +5%)")
+    seconds, n = evaluation_cost()
+    print(f"COCO evaluation at a realistic load (a trained YOLOv8s's {n} predictions on the 200 val images): "
+          f"{seconds:.2f}s per validation")
+
+
+if __name__ == "__main__":
+    main()
