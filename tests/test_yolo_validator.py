@@ -102,3 +102,17 @@ def test_plain_dataset_keeps_stock_validation(tmp_path):
     from smallbox.callbacks.coco_metrics import CocoSplitEvaluator
 
     assert CocoSplitEvaluator.for_data({"path": str(tmp_path), "val": "images/val", "nc": 1}) is None
+
+
+def test_best_model_metric_is_the_chosen_column(dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMALLBOX_FITNESS", "coco/AP_small")
+    _, stats = run_validator(dataset["data"], tmp_path)
+    assert stats["fitness"] == stats["coco/AP_small"] != stats["metrics/mAP50-95(B)"]
+
+
+def test_unknown_best_model_metric_is_an_error_listing_the_choices(dataset, tmp_path, monkeypatch):
+    from smallbox.datasets.errors import SmallboxError
+
+    monkeypatch.setenv("SMALLBOX_FITNESS", "coco/AP_tiny")
+    with pytest.raises(SmallboxError, match="coco/AP_small"):
+        run_validator(dataset["data"], tmp_path)
