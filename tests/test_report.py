@@ -130,3 +130,13 @@ def test_plain_ultralytics_run_uses_args_yaml_and_their_map(tmp_path):
     assert r.metrics["coco/AP"] == 0.33 and r.fallback == {"coco/AP", "coco/AP50"}
     md = build_report([run], tmp_path / "u.md")["markdown"]
     assert "0.520†" in md and "0.330†" in md and "Ultralytics' own mAP" in md
+
+
+def test_undefined_metric_is_left_out_and_ambiguous_names_get_their_parent(tmp_path):
+    """-1 in results.csv means "no ground truth in that range" (pycocotools), not a value."""
+    a = write_run(tmp_path / "x" / "run", "tv", "fasterrcnn", 0, [{"coco/AP_large": -1.0, "coco/AP": 0.5}])
+    b = write_run(tmp_path / "y" / "run", "tv", "fasterrcnn", 1, [{"coco/AP_large": 0.4, "coco/AP": 0.6}])
+    rep = build_report([a, b], tmp_path / "r.md", significance=False)
+    (group,) = rep["groups"]
+    assert group.mean_std("coco/AP_large")[::2] == (0.4, 1)
+    assert "x/run, y/run" in rep["markdown"] and "0.400 |" in rep["markdown"]

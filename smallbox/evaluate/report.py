@@ -42,10 +42,10 @@ class Run:
     epoch: int
     metrics: dict[str, float]
     fallback: set[str] = field(default_factory=set)
+    name: str = ""  # how the report names it: the folder's name, with its parent's if ambiguous
 
-    @property
-    def name(self) -> str:
-        return self.folder.name
+    def __post_init__(self):
+        self.name = self.name or self.folder.name
 
     @property
     def predictions(self) -> Path | None:
@@ -72,7 +72,9 @@ class Group:
         return ", ".join(r.name for r in self.runs)
 
     def values(self, column: str) -> list[float]:
-        return [r.metrics[column] for r in self.runs if _is_number(r.metrics.get(column))]
+        """The column's value in each run, leaving out -1 (no ground truth in that range, as
+        pycocotools writes it)."""
+        return [r.metrics[column] for r in self.runs if _is_number(r.metrics.get(column)) and r.metrics[column] >= 0]
 
     def mean_std(self, column: str) -> tuple[float, float, int]:
         v = self.values(column)
@@ -201,9 +203,15 @@ def table_rows(groups: list[Group], columns: list[str]) -> tuple[list[str], list
     header = ["runs", "path", "model", "backbone", "imgsz", "epochs", "seeds", "epoch"] + [_short(c) for c in columns]
     rows = []
     for g in groups:
-        rows.append([g.label] + [str(g.info.get(k, MISSING)) for k in ("path", "model", "backbone", "imgsz", "epochs")]
+        rows.append([g.label] + [_display(g.info, k) for k in ("path", "model", "backbone", "imgsz", "epochs")]
                     + [_seeds(g), ", ".join(str(r.epoch) for r in g.runs)] + [format_cell(g, c) for c in columns])
     return header, rows
+
+
+def _display(info: dict, key: str) -> str:
+    value = str(info.get(key, MISSING))
+    # a model given as a file path reads better by its name
+    return Path(value).stem if key == "model" and ("/" in value or "\\" in value) else value
 
 
 def _short(column: str) -> str:
@@ -253,26 +261,45 @@ def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeB
     return (name, SizeBuckets.fit(gt_areas)) if prefix == "fit" else None
 
 
-def find_gt(groups: list[Group]) -> Path | None:
-    """The val ground truth from the runs' ``data`` (a COCO json, or a converted data.yaml)."""
+def find_gt(group: Group) -> Path | None:
+    """The val ground truth of a group's runs: ``smallbox.json``'s ``val`` or ``data`` (a COCO
+    json, or a converted dataset's data.yaml, whose manifest names its val json)."""
     from ..datasets.manifest import load_manifest
 
-    for g in groups:
-        for r in g.runs:
-            data = r.info.get("data")
-            if not data:
+    for r in group.runs:
+        data = r.info.get("val") or r.info.get("data")
+        if not data:
+            continue
+        path = Path(data) if Path(data).is_absolute() or not (r.folder / data).exists() else r.folder / data
+        if path.suffix in (".json", ".gz") and path.is_file():
+            return path
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                coco = load_manifest(path).coco
+            except SmallboxError:
                 continue
-            path = Path(data) if Path(data).is_absolute() else (r.folder / data if (r.folder / data).exists() else Path(data))
-            if path.suffix in (".json", ".gz") and path.is_file():
-                return path
-            if path.suffix in (".yaml", ".yml") and path.is_file():
-                try:
-                    coco = load_manifest(path).coco
-                except SmallboxError:
-                    continue
-                if "val" in coco and Path(coco["val"]).is_file():
-                    return Path(coco["val"])
+            if "val" in coco and Path(coco["val"]).is_file():
+                return Path(coco["val"])
     return None
+
+
+class _GroundTruths:
+    """Each group's val ground truth (``--gt`` for all when given), each file loaded once."""
+
+    def __init__(self, override=None):
+        self.override = Path(override) if override else None
+        self.loaded = {}
+
+    def path(self, group: Group) -> Path | None:
+        return self.override or find_gt(group)
+
+    def load(self, path: Path):
+        from ..datasets.coco import load_coco
+
+        key = path.resolve()
+        if key not in self.loaded:
+            self.loaded[key] = load_coco(path, check_files=False)
+        return self.loaded[key]
 
 
 @dataclass
@@ -285,23 +312,27 @@ class Comparison:
     skipped: str = ""
 
 
-def compare_groups(groups: list[Group], column: str, gt_path: Path | None, n: int = 1000, seed: int = 0) -> list[Comparison]:
-    """Each group against the first, by the two-level bootstrap, where both have predictions."""
-    from ..datasets.coco import load_coco
+def compare_groups(groups: list[Group], column: str, gts: _GroundTruths, n: int = 1000, seed: int = 0) -> list[Comparison]:
+    """Each group against the first, by the two-level bootstrap, where both have predictions
+    on the same val ground truth."""
     from .significance import bootstrap_difference
 
     comparisons = [Comparison(groups[0], g) for g in groups[1:]]
-    gt = load_coco(gt_path, check_files=False) if gt_path is not None and comparisons else None
     for c in comparisons:
+        path_a, path_b = gts.path(c.a), gts.path(c.b)
         missing = [r.name for r in c.a.runs + c.b.runs if r.predictions is None]
-        spec = significance_metric(column, c.a, gt.areas()) if gt is not None else None
-        if gt is None:
-            c.skipped = "no ground truth (pass --gt)"
+        if path_a is None or path_b is None:
+            c.skipped = "no val ground truth found (pass --gt)"
+        elif path_a.resolve() != path_b.resolve():
+            c.skipped = f"different val sets ({path_a} vs {path_b})"
         elif missing:
             c.skipped = f"no predictions file in {', '.join(missing)}"
-        elif spec is None:
-            c.skipped = f"{column} is not a COCO AP the bootstrap computes"
         else:
+            gt = gts.load(path_a)
+            spec = significance_metric(column, c.a, gt.areas())
+            if spec is None:
+                c.skipped = f"{column} is not a COCO AP the bootstrap computes"
+                continue
             metric, buckets = spec
             c.result = bootstrap_difference(gt, [r.predictions for r in c.a.runs], [r.predictions for r in c.b.runs],
                                             metric=metric, buckets=buckets, n=n, seed=seed)
@@ -325,18 +356,19 @@ def significance_markdown(comparisons: list[Comparison], column: str) -> str:
     return markdown_table(header, rows) + "\n\n" + note
 
 
-def pr_curves(groups: list[Group], gt_path: Path | None) -> dict:
-    """``{run name: {(set, bucket): precision [101]}}`` for every run with predictions."""
-    from ..datasets.coco import load_coco
+def pr_curves(groups: list[Group], gts: _GroundTruths) -> dict:
+    """``{run name: {(set, bucket): precision [101]}}`` for every run with predictions and a
+    known val ground truth."""
     from .plots import pr_curves_by_size
     from .predictions import load_predictions
 
-    if gt_path is None:
-        return {}
-    gt = load_coco(gt_path, check_files=False)
-    ids, cats = [im["id"] for im in gt.images], gt.category_ids
     curves = {}
     for g in groups:
+        path = gts.path(g)
+        if path is None:
+            continue
+        gt = gts.load(path)
+        ids, cats = [im["id"] for im in gt.images], gt.category_ids
         sets = [SizeBuckets.coco()] + [SizeBuckets.from_dict(d) for d in g.info.get("buckets") or [] if d.get("name") != "coco"]
         for r in g.runs:
             if r.predictions is not None:
@@ -354,10 +386,14 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
     from .export import write_text_atomic
 
     runs = [load_run(d, metric, epoch) for d in run_dirs]
+    names = [r.name for r in runs]
+    for r in runs:
+        if names.count(r.folder.name) > 1:
+            r.name = f"{r.folder.parent.name}/{r.folder.name}"
     groups = group_runs(runs)
     columns = metric_columns(runs)
     header, rows = table_rows(groups, columns)
-    gt_path = Path(gt) if gt else find_gt(groups)
+    gts = _GroundTruths(gt)
     out_md = Path(out_md)
     stem = out_md.with_suffix("")
     chosen = "last epoch" if epoch == "last" else f"best epoch by `{metric}`"
@@ -368,14 +404,14 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
         parts += ["", "† Ultralytics' own mAP (the run's results.csv has no COCO columns): not COCO's evaluator."]
     comparisons = []
     if significance and len(groups) > 1:
-        comparisons = compare_groups(groups, metric, gt_path, n=n, seed=seed)
+        comparisons = compare_groups(groups, metric, gts, n=n, seed=seed)
         parts += ["", f"## Is the difference real? ({metric}, {n} resamples, seed {seed})", "",
                   significance_markdown(comparisons, metric)]
     files = []
-    bars = {f"{g.info.get('model', MISSING)}: {g.label}": {c: g.mean_std(c)[:2] for c in columns if "/AP_" in c} for g in groups}
+    bars = {f"{_display(g.info, 'model')}: {g.label}": {c: g.mean_std(c)[:2] for c in columns if "/AP_" in c} for g in groups}
     files.append(plot_ap_by_size(bars, f"{stem}_ap_by_size.png"))
     parts += ["", "## Plots", "", f"![AP by size bucket]({files[-1].name})"]
-    curves = pr_curves(groups, gt_path)
+    curves = pr_curves(groups, gts)
     if curves:
         files.append(plot_pr_curves(curves, f"{stem}_pr_by_size.png"))
         parts += ["", f"![precision-recall by size bucket]({files[-1].name})"]
