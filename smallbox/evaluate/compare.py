@@ -113,6 +113,8 @@ def compare_predictions(gt: CocoDataset, preds_a: list, preds_b: list, buckets: 
                     "gt_bbox": [float(v) for v in box["bbox"]],
                     "a": _det_info(found["A"][g] or closest["A"][g], box["bbox"]),
                     "b": _det_info(found["B"][g] or closest["B"][g], box["bbox"])})
+    for entries in lists.values():  # by size bucket, then class: the order of the sheet and the page
+        entries.sort(key=lambda e: (BUCKET_NAMES.index(e["bucket"]), e["category"], e["annotation_id"]))
     all_counts = {k: dict(v) for k, v in counts.pop("all", {}).items()}
     by_class = {c: {k: dict(v) for k, v in per.items()} for c, per in sorted(counts.items())}
     return {"counts": all_counts, "by_class": by_class, **lists}
@@ -254,6 +256,13 @@ def _count_table(counts: dict, rows: list[str], first: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _figure(e: dict) -> str:
+    esc = html.escape
+    caption = (f"#{e['annotation_id']} {esc(e['category'])} in {esc(e['file_name'])}<br>"
+               f"A {_score(e['a'])} &middot; B {_score(e['b'])}")
+    return f'<figure><img src="{esc(e["crop"])}" alt="box {e["annotation_id"]}"><figcaption>{caption}</figcaption></figure>'
+
+
 def html_page(summary: dict) -> str:
     """A static page: settings, colour legend, counts by size bucket and by class, the crops
     (relative paths, so the folder can be moved or served as is)."""
@@ -271,15 +280,12 @@ def html_page(summary: dict) -> str:
     for kind, title in (("a_only", f"{a} finds, {b} misses"), ("b_only", f"{b} finds, {a} misses")):
         parts.append(f"<h2>{title} ({len(summary[kind])})</h2>")
         for bucket in BUCKET_NAMES:
-            entries = [e for e in summary[kind] if e["bucket"] == bucket and "crop" in e]
-            if not entries:
-                continue
-            parts.append(f"<h3>{bucket}</h3><div class=grid>")
-            for e in entries:
-                caption = (f"#{e['annotation_id']} {esc(e['category'])} in {esc(e['file_name'])}<br>"
-                           f"A {_score(e['a'])} &middot; B {_score(e['b'])}")
-                parts.append(f'<figure><img src="{esc(e["crop"])}" alt="box {e["annotation_id"]}"><figcaption>{caption}</figcaption></figure>')
-            parts.append("</div>")
+            entries = sorted((e for e in summary[kind] if e["bucket"] == bucket and "crop" in e),
+                             key=lambda e: (e["category"], e["annotation_id"]))
+            for category in dict.fromkeys(e["category"] for e in entries):
+                parts.append(f"<h3>{bucket} &middot; {esc(category)}</h3><div class=grid>")
+                parts += [_figure(e) for e in entries if e["category"] == category]
+                parts.append("</div>")
     style = ("body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
              "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}.grid{display:flex;flex-wrap:wrap;gap:8px}"
              "figure{margin:0;width:170px;font-size:11px}img{width:160px;border:1px solid #ccc}"
