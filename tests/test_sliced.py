@@ -13,6 +13,8 @@ from smallbox.adapters.sliced import load_predict_fn, merge_predictions, predict
 from smallbox.cli import main
 
 sahi = pytest.importorskip("sahi")
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # small models: threads only contend on a shared CPU
 
 
 @pytest.mark.parametrize("width,height,tile,overlap", [(640, 640, 320, 0.0), (640, 640, 320, 0.2), (1000, 700, 256, 0.25),
@@ -157,3 +159,37 @@ def test_same_result_as_sahi_get_sliced_prediction(tmp_path, deeppcb_images):
     got = sorted(zip(-scores, labels, *boxes.T))
     assert len(got) > 1
     np.testing.assert_allclose(np.array(got, dtype=float), np.array(want, dtype=float), atol=1e-4)
+
+
+def test_tv_checkpoint_tiled_into_4_finds_the_boxes_of_each_tile(tmp_path, deeppcb_images):
+    """The same for a `smallbox tv` checkpoint (tiny random-init Faster R-CNN): load_predict_fn
+    recognises it, and the sliced boxes are the direct per-quadrant predictions, shifted."""
+    import copy
+
+    import torch
+
+    from smallbox.adapters.tv.models import build_model
+    from smallbox.adapters.tv.recipe import DEFAULTS
+
+    torch.manual_seed(0)
+    settings = copy.deepcopy(DEFAULTS["model"])
+    settings.update(backbone="resnet18", min_size=128, max_size=128, fpn_channels=32, rpn_pre_nms_top_n_test=100,
+                    rpn_post_nms_top_n_test=50, score_thresh=0.0)
+    model = build_model(settings, 6, read_weights=False).eval()
+    ckpt = {"recipe": {"model": settings}, "model": model.state_dict(),
+            "classes": [{"category_id": i + 1, "name": str(i)} for i in range(6)]}
+    torch.save(ckpt, tmp_path / "tv.pt")
+    fn = load_predict_fn(tmp_path / "tv.pt", conf=0.0, device="cpu")
+    image = cv2.imread(str(sorted(deeppcb_images.glob("*.png"))[0]), cv2.IMREAD_COLOR)
+    boxes, scores, labels = predict_sliced(image, fn, tile=320, overlap=0.0, full=False, merge="nms",
+                                           metric="iou", threshold=1.01)
+    want = []
+    with torch.inference_mode():
+        for x0, y0 in ((0, 0), (320, 0), (0, 320), (320, 320)):
+            rgb = np.ascontiguousarray(image[y0:y0 + 320, x0:x0 + 320, ::-1])
+            out = model([torch.from_numpy(rgb).permute(2, 0, 1).float() / 255])[0]
+            b = out["boxes"].double().numpy() + [x0, y0, x0, y0]
+            want += [(round(float(s), 5), int(c) - 1, *np.round(bb, 2)) for bb, s, c in
+                     zip(b, out["scores"].numpy(), out["labels"].numpy())]
+    got = [(round(float(s), 5), int(c), *np.round(bb, 2)) for bb, s, c in zip(boxes, scores, labels)]
+    assert want and sorted(got) == sorted(want)

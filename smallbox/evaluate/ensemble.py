@@ -577,7 +577,10 @@ def to_detections(members: list[list[dict]], image_index: dict, sizes: np.ndarra
     parts = []
     for m, preds in enumerate(members):
         n = len(preds)
-        image = np.fromiter(map(image_index.__getitem__, map(itemgetter("image_id"), preds)), dtype=np.int64, count=n)
+        try:
+            image = np.fromiter(map(image_index.__getitem__, map(itemgetter("image_id"), preds)), dtype=np.int64, count=n)
+        except KeyError as e:
+            raise SmallboxError(f"predictions of model {m}: unknown image id {e.args[0]!r}") from None
         xywh = np.fromiter(chain.from_iterable(map(itemgetter("bbox"), preds)), dtype=np.float64, count=4 * n).reshape(n, 4)
         wh = sizes[image]
         xyxy_norm = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1) / np.tile(wh, 2)
