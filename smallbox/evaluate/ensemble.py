@@ -451,7 +451,7 @@ def _iou_nmw(a, b):
 def _nms(dets: Detections, weights, iou_thr: float, soft: bool, soft_method: int, sigma: float, thresh: float) -> Fused:
     if weights is not None:
         w = np.array(weights)
-        dets.score = (dets.score * w[dets.model]) / w.sum()
+        dets = Detections(dets.image, dets.label, (dets.score * w[dets.model]) / w.sum(), dets.xyxy_norm, dets.model)
     dets = _clean_boxes(dets)
     if not len(dets):
         return _empty()
