@@ -47,7 +47,8 @@ def run_argv(argv: list[str]) -> int:
 def check_weight_files(argv: list[str]) -> None:
     """``model=x.pt`` (or ``pretrained=``/``resume=``), on the command line or in ``cfg=``, must be
     a local file, and a run must name its model: offline, Ultralytics' default (``yolo26n.pt``,
-    downloaded) is not there."""
+    downloaded) is not there. A ``data=`` path to a YAML must exist (bare names such as
+    ``coco8.yaml`` are Ultralytics' own and left to it)."""
     args = _key_values(argv)
     if args.get("cfg"):
         import yaml
@@ -61,6 +62,9 @@ def check_weight_files(argv: list[str]) -> None:
     if mode and not args.get("model") and not args.get("resume"):
         raise SmallboxError(f"`smallbox yolo {mode}` needs model= (a local .pt, or a model YAML such as "
                             "yolo11n.yaml or recipes/models/yolo-tiny.yaml for random weights): nothing is downloaded")
+    data = str(args.get("data") or "")
+    if data.endswith((".yaml", ".yml")) and ("/" in data or "\\" in data) and not Path(data).expanduser().is_file():
+        raise SmallboxError(f"data={data}: no such file (write a dataset with `smallbox convert ... --out DIR`, then data=DIR/data.yaml)")
     for key in WEIGHT_KEYS:
         value = str(args.get(key) or "")
         if value.endswith(".pt") and not Path(value).expanduser().is_file():
