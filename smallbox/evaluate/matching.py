@@ -34,7 +34,8 @@ METRICS = {"AP": (None, None), "AP50": (None, 0.5), "AP75": (None, 0.75),
 @dataclass
 class CategoryMatches:
     """One category's detections over all images, in ``COCOeval.accumulate``'s order (score
-    descending; ties by image order, then by order in the file).
+    descending; ties by image order, then by order in the file), less those that cannot change
+    AP (ignored at every threshold, or after the last true positive).
 
     Attributes:
         det_image: ``[D]`` image index of each detection.
@@ -193,9 +194,11 @@ def _concat(parts: list, n_images: int) -> CategoryMatches:
     tp = np.concatenate([t for _, _, t, _, _ in parts], axis=1)
     ignored = np.concatenate([g for _, _, _, g, _ in parts], axis=1)
     order = np.argsort(-scores, kind="mergesort")
-    # A detection ignored at every threshold never counts: drop it to keep the arrays short.
+    # Keep the arrays short: a detection ignored at every threshold never counts, and those
+    # after the last true positive change no precision that AP reads.
     counted = ~ignored[:, order].all(axis=0)
-    order = order[counted]
+    hits = np.flatnonzero(tp[:, order].any(axis=0))
+    order = order[counted & (np.arange(len(order)) <= (hits[-1] if hits.size else -1))]
     return CategoryMatches(image[order], tp[:, order], ignored[:, order], gt_count)
 
 
