@@ -137,9 +137,11 @@ def test_one_run_per_side_never_says_b_better(gt, preds):
 def test_cli_prints_verdict_and_writes_json(deeppcb_val, deeppcb_predictions, tmp_path, capsys):
     out = tmp_path / "sig.json"
     a, b = map(str, deeppcb_predictions)
-    rc = main(["significance", str(deeppcb_val), a, "--", b, "--metric", "AP50", "--n", "50", "--json", str(out)])
+    # options may stand anywhere: before the files, among them, after them
+    rc = main(["significance", "--n", "50", str(deeppcb_val), a, "--metric", "AP50", "--", b, "--json", str(out)])
     text = capsys.readouterr().out
     assert rc == 0 and f"verdict: {ONE_RUN}" in text and "ignores training noise" in text
+    assert "metric AP50" in text and "50 resamples" in text
     assert out.is_file()
 
 

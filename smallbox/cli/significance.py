@@ -28,31 +28,37 @@ def add_arguments(p):
     p.usage = USAGE
     _add_options(p)
     # argparse drops "--" and takes every later token as positional: keep the raw tokens and
-    # split them (and any options after the B files) in run().
+    # split them (and any options among them) in run().
     p.add_argument("files", nargs=argparse.REMAINDER,
                    help="GT.json, then one COCO results file per run of A, then --, then B's")
 
 
-def split_sides(tokens: list[str]) -> tuple[str, list[str], list[str], list[str]]:
-    """``GT A.. -- B.. [options]`` -> ``(gt, a_files, b_files, option tokens)``."""
+SEPARATOR = "\0--"
+
+
+def split_sides(tokens: list[str], namespace=None) -> tuple[str, list[str], list[str]]:
+    """``GT A.. -- B..`` with options anywhere -> ``(gt, a_files, b_files)``; the options are
+    set on ``namespace``."""
     if "--" not in tokens:
         raise SmallboxError(f"separate A's and B's prediction files with --: {USAGE}")
     cut = tokens.index("--")
-    before, after = tokens[:cut], tokens[cut + 1:]
-    n_b = next((i for i, t in enumerate(after) if t.startswith("--")), len(after))
-    if len(before) < 2 or n_b < 1:
+    parser = argparse.ArgumentParser(prog="smallbox significance", usage=USAGE)
+    _add_options(parser)
+    parser.add_argument("files", nargs="*")
+    files = parser.parse_intermixed_args(tokens[:cut] + [SEPARATOR] + tokens[cut + 1:], namespace).files
+    cut = files.index(SEPARATOR)
+    before, after = files[:cut], files[cut + 1:]
+    if len(before) < 2 or not after:
         raise SmallboxError(f"need GT.json, at least one A file and one B file: {USAGE}")
-    return before[0], before[1:], after[:n_b], after[n_b:]
+    return before[0], before[1:], after
 
 
 def run(args) -> int:
-    gt_path, a_files, b_files, trailing = split_sides(args.files)
-    if trailing:
-        options = argparse.ArgumentParser(prog="smallbox significance")
-        _add_options(options)
-        options.parse_args(trailing, namespace=args)
+    gt_path, a_files, b_files = split_sides(args.files, args)
     if args.n < 10:
         raise SmallboxError(f"--n {args.n}: need at least 10 resamples")
+    if not 0 < args.level < 1:
+        raise SmallboxError(f"--level {args.level}: must be between 0 and 1, e.g. 0.95")
     gt = load_coco(gt_path, check_files=False)
     buckets = SizeBuckets.parse(args.areas, gt.areas())
     res = bootstrap_difference(gt, a_files, b_files, metric=args.metric, buckets=buckets, n=args.n,
