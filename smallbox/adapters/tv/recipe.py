@@ -139,7 +139,9 @@ def merge(cfg: dict, layer: dict, source, prefix: str = "") -> None:
         if key not in cfg:
             known = ", ".join(sorted(cfg)) if cfg else "none"
             raise SmallboxError(f"{source}: unknown setting {dotted!r} (known here: {known})")
-        if dotted in FREE_FORM or not isinstance(cfg[key], dict):
+        if dotted in FREE_FORM and isinstance(cfg[key], dict) and isinstance(value, dict):
+            cfg[key] = {**cfg[key], **copy.deepcopy(value)}  # loss.size_weights.weights=... keeps the thresholds
+        elif dotted in FREE_FORM or not isinstance(cfg[key], dict):
             cfg[key] = copy.deepcopy(value)
         else:
             merge(cfg[key], value, source, f"{dotted}.")
