@@ -140,3 +140,18 @@ def test_undefined_metric_is_left_out_and_ambiguous_names_get_their_parent(tmp_p
     (group,) = rep["groups"]
     assert group.mean_std("coco/AP_large")[::2] == (0.4, 1)
     assert "x/run, y/run" in rep["markdown"] and "0.400 |" in rep["markdown"]
+
+
+def test_recipe_settings_split_groups_and_show(tmp_path):
+    """Same model and size but another recipe (here mosaic) is another experiment, not a seed."""
+    def run(name, seed, mosaic):
+        folder = write_run(tmp_path / name, "yolo", "yolov8n", seed, [{"coco/AP": 0.5 + seed / 100}])
+        (folder / "args.yaml").write_text(f"model: yolov8n.yaml\nepochs: 1\nimgsz: 640\nseed: {seed}\nname: {name}\n"
+                                          f"mosaic: {mosaic}\nlr0: 0.01\n")
+        return folder
+
+    rep = build_report([run("m1_s0", 0, 1.0), run("m1_s1", 1, 1.0), run("m0_s0", 0, 0.0)], tmp_path / "r.md",
+                       significance=False)
+    assert [[r.name for r in g.runs] for g in rep["groups"]] == [["m1_s0", "m1_s1"], ["m0_s0"]]
+    md = rep["markdown"]
+    assert "| settings |" in md and "mosaic=1.0" in md and "mosaic=0.0" in md and "lr0=" not in md

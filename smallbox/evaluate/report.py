@@ -42,6 +42,7 @@ class Run:
     epoch: int
     metrics: dict[str, float]
     fallback: set[str] = field(default_factory=set)
+    settings: dict[str, str] = field(default_factory=dict)
     name: str = ""  # how the report names it: the folder's name, with its parent's if ambiguous
 
     def __post_init__(self):
@@ -54,7 +55,8 @@ class Run:
         return path if path is not None and path.is_file() else None
 
     def config(self) -> tuple:
-        return tuple(str(self.info.get(k, MISSING)) for k in CONFIG_KEYS) + (json.dumps(self.info.get("buckets"), sort_keys=True),)
+        """Everything that defines the experiment: all but the seed and where things went."""
+        return tuple(sorted(self.settings.items()))
 
 
 @dataclass
@@ -152,7 +154,48 @@ def load_run(folder, metric: str = "coco/AP", epoch: str = "best") -> Run:
         index = max(range(len(rows)), key=lambda i: (scores[i], -i))
     row = rows[index]
     number = int(row["epoch"]) if _is_number(row.get("epoch")) else index + 1
-    return Run(folder, info, number, row, fallback)
+    return Run(folder, info, number, row, fallback, read_settings(folder, info))
+
+
+# Settings that do not change the experiment: where and how a run was saved, and the seed.
+VOLATILE = {"seed", "name", "project", "save_dir", "exist_ok", "resume", "device", "workers", "plots", "verbose",
+            "save", "save_period", "cache", "predictions", "best", "out", "output", "mode"}
+
+
+def read_settings(folder: Path, info: dict) -> dict[str, str]:
+    """``{dotted key: value as text}`` from ``smallbox.json``, Ultralytics' ``args.yaml`` and the
+    torchvision path's ``recipe.yaml``, less ``VOLATILE`` keys."""
+    flat = {}
+    for name in ("args.yaml", "recipe.yaml"):
+        path = folder / name
+        if path.is_file():
+            try:
+                flat.update(_flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+            except yaml.YAMLError as e:
+                raise SmallboxError(f"{path}: not valid yaml ({e})") from None
+    flat.update(_flatten(info))
+    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in VOLATILE}
+
+
+def _flatten(d, prefix: str = "") -> dict[str, str]:
+    if not isinstance(d, dict):
+        return {prefix: json.dumps(d, sort_keys=True) if isinstance(d, (list, tuple)) else str(d)}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}"))
+    return out
+
+
+def differing_settings(groups: list["Group"], shown=CONFIG_KEYS) -> dict[int, list[str]]:
+    """``{group index: keys}``: settings every group of the same path has but with different
+    values, other than the table's own columns (YOLO and torchvision settings do not compare)."""
+    out = {}
+    for path in {g.info.get("path") for g in groups}:
+        members = [i for i, g in enumerate(groups) if g.info.get("path") == path]
+        common = set.intersection(*(set(groups[i].runs[0].settings) for i in members)) - set(shown)
+        differ = sorted(k for k in common if len({groups[i].runs[0].settings[k] for i in members}) > 1)
+        out.update({i: differ for i in members})
+    return out
 
 
 def _fill_fallback(rows: list[dict]) -> set[str]:
@@ -199,11 +242,24 @@ def _seeds(group: Group) -> str:
     return ", ".join(str(r.info.get("seed", MISSING)) for r in group.runs)
 
 
+MAX_SETTINGS = 6
+
+
 def table_rows(groups: list[Group], columns: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = ["runs", "path", "model", "backbone", "imgsz", "epochs", "seeds", "epoch"] + [_short(c) for c in columns]
+    """Header and rows; a *settings* column lists what else sets the groups apart (e.g. a
+    recipe's ``mosaic`` or ``lr0``), when anything does."""
+    differ = differing_settings(groups)
+    any_differ = any(differ.values())
+    header = ["runs", "path", "model", "backbone", "imgsz", "epochs"] + (["settings"] if any_differ else []) \
+        + ["seeds", "epoch"] + [_short(c) for c in columns]
     rows = []
-    for g in groups:
+    for i, g in enumerate(groups):
+        keys = differ[i]
+        settings = [f"{k}={g.runs[0].settings[k]}" for k in keys[:MAX_SETTINGS]]
+        if len(keys) > MAX_SETTINGS:
+            settings.append(f"+{len(keys) - MAX_SETTINGS} more")
         rows.append([g.label] + [_display(g.info, k) for k in ("path", "model", "backbone", "imgsz", "epochs")]
+                    + ([", ".join(settings) or MISSING] if any_differ else [])
                     + [_seeds(g), ", ".join(str(r.epoch) for r in g.runs)] + [format_cell(g, c) for c in columns])
     return header, rows
 
