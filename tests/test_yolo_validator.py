@@ -116,3 +116,18 @@ def test_unknown_best_model_metric_is_an_error_listing_the_choices(dataset, tmp_
     monkeypatch.setenv("SMALLBOX_FITNESS", "coco/AP_tiny")
     with pytest.raises(SmallboxError, match="coco/AP_small"):
         run_validator(dataset["data"], tmp_path)
+
+
+def test_no_predictions_still_gives_every_column(dataset):
+    """Epoch 1 of a fresh model may predict nothing: the results.csv header must not change."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from smallbox.callbacks.coco_metrics import CocoSplitEvaluator, flatten_metrics
+
+    evaluator = CocoSplitEvaluator.for_data(check_det_dataset(str(dataset["data"])), "val")
+    result = evaluator.evaluate([], [im["id"] for im in evaluator.gt.images])
+    columns = flatten_metrics(result, evaluator.buckets)
+    assert list(columns) == evaluator.columns
+    reference = pycocotools_metrics(dataset["val_json"], [])
+    assert all(columns[k] == pytest.approx(v) for k, v in reference.items())
+    assert columns["coco/AP"] == 0.0 and columns["coco/AP_large"] == -1.0  # DeepPCB has no box >= 96²

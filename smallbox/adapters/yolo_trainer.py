@@ -200,6 +200,10 @@ def _backbone_name(model) -> str:
 class SmallboxPredictor(DetectionPredictor):
     """``DetectionPredictor`` that also writes predictions.json / .csv of every image run."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._records = []  # (path, orig_shape (h, w), xyxy_abs [N, 4], conf [N], cls [N]) per image
+
     def stream_inference(self, source=None, model=None, *args, **kwargs):
         self._records = []
         yield from super().stream_inference(source, model, *args, **kwargs)
