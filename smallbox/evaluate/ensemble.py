@@ -102,6 +102,8 @@ def fuse(dets: Detections, n_models: int, method: str = "wbf", weights=None, iou
     if weights is not None and len(weights) != n_models:
         raise SmallboxError(f"got {len(weights)} weights for {n_models} prediction files")
     iou_thr = DEFAULT_IOU[method] if iou_thr is None else float(iou_thr)
+    if not 0 <= iou_thr <= 1:
+        raise SmallboxError(f"IoU threshold must be in [0, 1], got {iou_thr}")
     if skip_box_thr > 0:
         dets = dets.take(np.flatnonzero(~(dets.score < skip_box_thr)))
     if method == "wbf":
@@ -150,18 +152,20 @@ class _Groups:
     image: np.ndarray
     label: np.ndarray
 
-    def chunks(self):
-        """Yield ``(group ids [G], padded positions [G, n_max] (-1 padding))``. A chunk holds
-        groups of similar size (at least half the largest), sorted by size descending, so the
-        groups still running at step ``j`` are a prefix and padding wastes little."""
+    def chunks(self, shrink: int = 2):
+        """Yield ``(group ids [G], padded positions [G, n_max] (-1 padding))``, groups sorted by
+        size descending, so the groups still running at step ``j`` are a prefix.
+
+        A chunk holds groups down to ``n_max // shrink`` boxes: the Python loop runs ``n_max``
+        steps per chunk, and work per step grows with the padded width, so clustering (work per
+        step ~ clusters so far) wants few chunks and NMS (work ~ boxes left) wants tight ones."""
         by_size = np.argsort(-self.size, kind="stable")
         sizes = self.size[by_size]
         i = 0
         while i < len(by_size):
             n_max = int(sizes[i])
             end = min(len(by_size), i + max(1, MAX_CHUNK_ELEMENTS // n_max))
-            end = i + int(np.searchsorted(-sizes[i:end], -(n_max // 2), side="right"))
-            end = max(end, i + 1)
+            end = i + max(1, int(np.searchsorted(-sizes[i:end], -(n_max // shrink), side="right")))
             ids = by_size[i:end]
             yield ids, self._padded(ids, n_max)
             i = end
@@ -248,38 +252,51 @@ def _iou_one_to_many(box, boxes):
 
 class _Clusters:
     """Clusters of a chunk of ``G`` groups, at most ``K`` per group, stored flat: cluster ``k`` of
-    group ``g`` is row ``g * K + k``."""
+    group ``g`` is row ``g * K + k``. The boxes new boxes are matched against are kept per
+    coordinate (``[4, G * K]``) with their areas; unused slots hold a far-away unit box, whose IoU
+    with anything is 0, so it never wins a match (matching needs IoU > thr >= 0)."""
 
     def __init__(self, g: int, k: int):
         self.k = k
         self.count = np.zeros(g, dtype=np.int64)              # clusters per group
-        self.rep = np.zeros((g * k, 4))                        # what a new box is matched against
+        self.rep_xyxy = np.empty((4, g * k))
+        self.rep_xyxy[:] = np.array([[-3.0], [-3.0], [-2.0], [-2.0]])
+        self.rep_area = np.ones(g * k)
         self.sum_xyxy = np.zeros((g * k, 4), dtype=np.float32)  # ensemble_boxes sums in float32
         self.conf = np.zeros(g * k)
-        self._slots = np.arange(k)[None, :]
         self._base = np.arange(g) * k
+
+    def rep(self, flat: np.ndarray) -> np.ndarray:
+        """Boxes ``[n, 4]`` of the given flat cluster rows."""
+        return self.rep_xyxy[:, flat].T
+
+    def set_rep(self, flat: np.ndarray, boxes: np.ndarray) -> None:
+        self.rep_xyxy[:, flat] = boxes.T
+        self.rep_area[flat] = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
     def match(self, rows: int, box: np.ndarray, iou_thr: float) -> tuple[np.ndarray, np.ndarray]:
         """Best cluster of each of the first ``rows`` groups for its new box ``[rows, 4]``:
-        ``(matched [rows] bool, flat cluster row [rows])``; the first best wins, IoU must be > thr."""
+        ``(matched [rows] bool, flat cluster row [rows])``; the first best wins, IoU must be > thr.
+        The arithmetic is ensemble_boxes' (same operations in the same order), so equal IoUs
+        compare equal."""
         k = int(self.count[:rows].max()) if rows else 0
         if k == 0:
             return np.zeros(rows, dtype=bool), np.zeros(rows, dtype=np.int64)
-        rep = self.rep[: rows * self.k].reshape(rows, self.k, 4)[:, :k]
-        iou = _iou_one_to_many(box, rep)
-        iou[self._slots[:, :k] >= self.count[:rows, None]] = -1
+        c = [self.rep_xyxy[i, : rows * self.k].reshape(rows, self.k)[:, :k] for i in range(4)]
+        inter = np.maximum(np.minimum(c[2], box[:, 2:3]) - np.maximum(c[0], box[:, 0:1]), 0)
+        inter *= np.maximum(np.minimum(c[3], box[:, 3:4]) - np.maximum(c[1], box[:, 1:2]), 0)
+        area_one = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+        union = self.rep_area[: rows * self.k].reshape(rows, self.k)[:, :k] + area_one[:, None]
+        union -= inter
+        iou = np.divide(inter, union, out=inter)
         best = iou.argmax(axis=1)
-        flat = best + self._base[:rows]
-        return iou.reshape(-1)[best + self._base_k(rows, k)] > iou_thr, flat
-
-    def _base_k(self, rows, k):
-        return np.arange(0, rows * k, k)
+        return iou[np.arange(rows), best] > iou_thr, best + self._base[:rows]
 
     def new(self, r: np.ndarray, box: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Open a cluster for box ``r`` of each listed group; returns their flat rows. The cluster
         holds the box unchanged (float64), as ensemble_boxes' ``vstack`` does."""
         flat = self._base[r] + self.count[r]
-        self.rep[flat] = box[r]
+        self.set_rep(flat, box[r])
         self.sum_xyxy[flat] = s[r, None] * box[r]
         self.conf[flat] = s[r]
         self.count[r] += 1
@@ -299,7 +316,7 @@ def _wbf(dets: Detections, weights: np.ndarray, iou_thr: float, conf_type: str, 
     wscore = dets.score * weights[dets.model]
     groups = _group(dets.image, dets.label, wscore, _numpy_descending)
     out_group, out_slot, out_xyxy, out_score = [], [], [], []
-    for ids, padded in groups.chunks():
+    for ids, padded in groups.chunks(8):
         cl = _Clusters(len(ids), padded.shape[1])
         cluster_of = np.zeros_like(padded)  # flat cluster row each box joined
         active = (padded >= 0).sum(axis=0)
@@ -316,7 +333,7 @@ def _wbf(dets: Detections, weights: np.ndarray, iou_thr: float, conf_type: str, 
         flat = g_idx * cl.k + slot
         out_group.append(ids[g_idx])
         out_slot.append(slot)
-        out_xyxy.append(cl.rep[flat])
+        out_xyxy.append(cl.rep(flat))
         out_score.append(_wbf_scores(cl, flat, padded, cluster_of, dets.model, wscore, weights, conf_type,
                                      allows_overflow))
     group, slot = np.concatenate(out_group), np.concatenate(out_slot)
@@ -330,7 +347,7 @@ def _wbf_join(cl: _Clusters, flat, box, s):
     ``get_weighted_box`` does: float32 sum of ``score * box``, divided by the float64 score sum."""
     cl.sum_xyxy[flat] += s[:, None] * box
     cl.conf[flat] += s
-    cl.rep[flat] = (cl.sum_xyxy[flat] / cl.conf[flat, None]).astype(np.float32)
+    cl.set_rep(flat, (cl.sum_xyxy[flat] / cl.conf[flat, None]).astype(np.float32).astype(np.float64))
 
 
 def _wbf_scores(cl, flat, padded, cluster_of, model, wscore, weights, conf_type, allows_overflow):
@@ -396,7 +413,7 @@ def _nmw(dets: Detections, weights: np.ndarray, iou_thr: float) -> Fused:
     wscore = dets.score * weights[dets.model]
     groups = _group(dets.image, dets.label, wscore, _numpy_descending)
     out_group, out_slot, out_xyxy, out_score = [], [], [], []
-    for ids, padded in groups.chunks():
+    for ids, padded in groups.chunks(8):
         cl = _Clusters(len(ids), padded.shape[1])  # rep: the first (best-scoring) box of a cluster
         cluster_of = np.zeros_like(padded)
         active = (padded >= 0).sum(axis=0)
@@ -426,7 +443,7 @@ def _nmw_boxes(cl, flat, padded, cluster_of, xyxy_norm, wscore):
     joined = cluster_of.T[real.T]
     pos = padded.T[real.T]
     box = xyxy_norm[pos]
-    weight = wscore[pos] * _iou_nmw(box, cl.rep[joined])
+    weight = wscore[pos] * _iou_nmw(box, cl.rep(joined))
     sums = np.zeros((len(cl.conf), 4), dtype=np.float32)
     np.add.at(sums, joined, weight[:, None] * box)
     conf = np.zeros(len(cl.conf))
