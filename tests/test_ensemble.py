@@ -196,7 +196,7 @@ def _bad(tmp_path, capsys, preds_list, *extra, gt=None):
     return err
 
 
-def test_bad_inputs(tmp_path, capsys, members, deeppcb_val, deeppcb_images):
+def test_bad_inputs(tmp_path, capsys, members, deeppcb_val):
     a, b = members[0][:300], members[1][:300]
     err = _bad(tmp_path, capsys, [a, [{**b[0], "image_id": 999999}] + b[1:]], gt=deeppcb_val)
     assert "bad1.json" in err and "unknown image id 999999" in err

@@ -337,7 +337,7 @@ def _wbf(dets: Detections, weights: np.ndarray, iou_thr: float, conf_type: str, 
         out_score.append(_wbf_scores(cl, flat, padded, cluster_of, dets.model, wscore, weights, conf_type,
                                      allows_overflow))
     group, slot = np.concatenate(out_group), np.concatenate(out_slot)
-    first = _first_position(dets, groups)
+    first = _first_position(groups)
     return _by_score(groups.image[group], groups.label[group], np.concatenate(out_score),
                      np.concatenate(out_xyxy), (first[group], slot))
 
@@ -396,7 +396,7 @@ def _subset_sums(weights: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return sums[inv]
 
 
-def _first_position(dets: Detections, groups: _Groups) -> np.ndarray:
+def _first_position(groups: _Groups) -> np.ndarray:
     """Per group, the position of its first box in the input: ensemble_boxes keeps labels in the
     order it first meets them in an image."""
     return np.minimum.reduceat(groups.order, groups.start)
@@ -431,7 +431,7 @@ def _nmw(dets: Detections, weights: np.ndarray, iou_thr: float) -> Fused:
         out_xyxy.append(_nmw_boxes(cl, flat, padded, cluster_of, dets.xyxy_norm, wscore))
         out_score.append(cl.conf[flat].astype(np.float32).astype(np.float64))  # the first box's score
     group, slot = np.concatenate(out_group), np.concatenate(out_slot)
-    first = _first_position(dets, groups)
+    first = _first_position(groups)
     return _by_score(groups.image[group], groups.label[group], np.concatenate(out_score),
                      np.concatenate(out_xyxy), (first[group], slot))
 
