@@ -214,28 +214,36 @@ class _SplitWriter:
         self.real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
 
     def write(self, split: Split, bar) -> dict[str, int]:
-        images_dir = self.root / "images" / split.name
-        labels_dir = self.root / "labels" / split.name
-        images_dir.mkdir(parents=True)
-        labels_dir.mkdir(parents=True)
+        # plain str paths and os.open: per-image Python overhead is what the converter spends
+        # besides the file system (a third of the time with pathlib and open())
+        images_dir = os.path.join(self.root, "images", split.name)
+        labels_dir = os.path.join(self.root, "labels", split.name)
+        os.makedirs(images_dir)
+        os.makedirs(labels_dir)
         names = yolo_file_names(split.data["images"])
         rows = label_rows(split.data, self.category_ids)
+        root = str(split.image_root)
         for image in split.data["images"]:
             name = names[image["id"]]
-            self.place(self.source(split.image_root, image["file_name"]), images_dir / name)
-            with open(labels_dir / label_name(name), "w", encoding="utf-8", newline="\n") as f:
-                f.write(rows.get(image["id"], ""))
+            self.place(self.source(root, image["file_name"]), f"{images_dir}/{name}")
+            fd = os.open(f"{labels_dir}/{label_name(name)}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                os.write(fd, rows.get(image["id"], "").encode("utf-8"))
+            finally:
+                os.close(fd)
             bar.update()
         self.file_names[split.name] = {n: i for i, n in names.items()}
         _write_json(split.data, self.root / "annotations" / f"{split.name}.json")
         boxes = sum(text.count("\n") for text in rows.values())
         return {"images": len(names), "boxes": boxes, "negatives": len(names) - len(rows)}
 
-    def source(self, image_root: Path, file_name: str) -> str:
-        path = os.path.join(self.real_folder(os.path.dirname(os.path.join(image_root, file_name))), os.path.basename(file_name))
+    def source(self, image_root: str, file_name: str) -> str:
+        """Absolute path of the image with every link resolved (realpath once per folder)."""
+        path = os.path.join(image_root, file_name)
+        path = os.path.join(self.real_folder(os.path.dirname(path)), os.path.basename(path))
         return os.path.realpath(path) if os.path.islink(path) else path
 
-    def place(self, source: str, target: Path):
+    def place(self, source: str, target: str):
         if not self.copy:
             try:
                 os.symlink(source, target)

@@ -113,6 +113,9 @@ def split_by_image(data: dict, val_fraction: float, seed: int) -> tuple[list[int
         if len(ids) >= 2:
             n_val = min(max(n_val, 1), len(ids) - 1)
         val.update(ids[j] for j in rng.permutation(len(ids))[:n_val])
+    if not val or len(val) == len(image_ids):  # many one-image strata: neither part may be empty
+        flip = image_ids[int(rng.integers(len(image_ids)))] if not val else sorted(val)[0]
+        val.symmetric_difference_update({flip})
     _bring_every_class_into_both(image_ids, classes, val)
     return [i for i in image_ids if i not in val], [i for i in image_ids if i in val]
 

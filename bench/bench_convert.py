@@ -1,0 +1,111 @@
+"""`smallbox convert` vs `ultralytics.data.converter.convert_coco` on a >=100,000-box COCO json.
+
+The json replicates the bundled DeepPCB train annotations (80 images, 565 boxes) 177 times with
+new image and annotation ids, onto 14,160 image files with unique names (hard links to the real
+PNGs, symlinks where hard links are refused). Both converters run in this process, alternately,
+each into a fresh folder. smallbox's time includes loading and validating the json (image files
+checked to exist), the seeded train/val split, linking the images, the labels, the per-split COCO
+ground truth and the manifest; Ultralytics' writes only the labels.
+
+Each converter runs REPEATS times (alternating which goes first); wall and CPU (user+sys)
+times are printed, best and median. Target: smallbox not slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEEPPCB = ROOT / "data" / "deeppcb"
+COPIES = 177  # 565 boxes x 177 = 100,005 boxes on 14,160 images
+REPEATS = 3
+
+
+def replicate(work: Path) -> tuple[Path, Path]:
+    """Write the big json (in a folder of its own: convert_coco reads every json of a folder)."""
+    src = json.loads((DEEPPCB / "annotations" / "train.json").read_text())
+    images_dir, ann_dir = work / "images", work / "annotations"
+    images_dir.mkdir()
+    ann_dir.mkdir()
+    images, anns = [], []
+    link = os.link
+    for c in range(COPIES):
+        ids = {}
+        for im in src["images"]:
+            name = f"r{c:03d}_{im['file_name']}"
+            try:
+                link(DEEPPCB / "images" / im["file_name"], images_dir / name)
+            except OSError:  # another filesystem: symlinks instead
+                link = os.symlink
+                link(DEEPPCB / "images" / im["file_name"], images_dir / name)
+            ids[im["id"]] = len(images) + 1
+            images.append(dict(im, id=ids[im["id"]], file_name=name))
+        anns += [dict(a, id=len(anns) + i + 1, image_id=ids[a["image_id"]]) for i, a in enumerate(src["annotations"])]
+    path = ann_dir / "instances_train.json"
+    path.write_text(json.dumps(dict(src, images=images, annotations=anns)))
+    print(f"{len(images):,} images, {len(anns):,} boxes, {path.stat().st_size / 1e6:.1f} MB json ({link.__name__} images)")
+    return path, images_dir
+
+
+@contextlib.contextmanager
+def timed(into: list):
+    """Appends (wall seconds, CPU seconds user+sys of this process). The CPU time is the steadier
+    figure on a shared machine: waiting for a core does not count in it."""
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    yield
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    into.append((time.perf_counter() - t0, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime))
+
+
+def run_smallbox(ann: Path, images: Path, out: Path, into: list):
+    from smallbox.cli import main
+    with timed(into), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = main(["convert", str(ann), "--images", str(images), "--out", str(out)])
+    if rc != 0:
+        sys.exit(f"smallbox convert failed with exit code {rc}")
+
+
+def run_ultralytics(ann: Path, out: Path, into: list):
+    from ultralytics.data.converter import convert_coco
+    with timed(into), contextlib.redirect_stderr(io.StringIO()):
+        convert_coco(str(ann.parent), str(out), cls91to80=False)
+
+
+def main():
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import ultralytics.data.converter  # noqa: F401  imports are not part of the timing
+    import smallbox.cli.convert  # noqa: F401
+    logging.getLogger("ultralytics").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="smallbox-bench-convert-") as tmp:
+        work = Path(tmp)
+        ann, images = replicate(work)
+        times = {"smallbox": [], "ultralytics": []}
+        for r in range(REPEATS):
+            runs = [lambda: run_smallbox(ann, images, work / "sb", times["smallbox"]),
+                    lambda: run_ultralytics(ann, work / "ul", times["ultralytics"])]
+            for run in runs[:: 1 if r % 2 == 0 else -1]:  # alternate who goes first (warm caches)
+                run()
+            for out in ("sb", "ul"):  # not timed
+                shutil.rmtree(work / out)
+    for name, ts in times.items():
+        walls, cpus = zip(*ts)
+        print(f"{name:<12} wall best {min(walls):6.2f} s  median {statistics.median(walls):6.2f} s | "
+              f"CPU best {min(cpus):6.2f} s  median {statistics.median(cpus):6.2f} s")
+    for what, k in (("wall", 0), ("CPU", 1)):
+        ratio = min(t[k] for t in times["ultralytics"]) / min(t[k] for t in times["smallbox"])
+        print(f"ratio ultralytics/smallbox, best {what}: {ratio:.2f}x -> smallbox {'not slower' if ratio >= 1 else 'SLOWER'} (target >= 1.00x)")
+
+
+if __name__ == "__main__":
+    main()
