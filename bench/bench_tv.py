@@ -1,7 +1,7 @@
 """Training-step throughput of the torchvision path: Faster R-CNN with ResNet-50-FPN vs Swin-T-FPN
 (timm, random init: the cost does not depend on the weights), on real DeepPCB images at 512.
 
-    .venv/bin/python bench/bench_tv.py [--size 512] [--batch 2] [--steps 3] [--device cpu]
+    .venv/bin/python bench/bench_tv.py [--size 512] [--batch 1] [--steps 2] [--device cpu]
 
 Prints images/s of a full training step (forward, loss, backward, SGD step) per backbone and
 their ratio; a warm-up step is not timed.
@@ -55,8 +55,8 @@ def images_per_second(backbone: str, size: int, images, targets, steps: int, dev
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=2)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     device = torch.device(args.device)

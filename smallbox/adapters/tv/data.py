@@ -110,6 +110,16 @@ class CocoDetection(Dataset):
         return tensor, target
 
 
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: albumentations keeps its own generator, which forked
+    workers would otherwise all inherit unchanged -- the same flips in every worker, every epoch.
+    torch gives each worker a seed that differs per worker and per epoch; use it."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info else None
+    if transform is not None:
+        transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
 def collate(batch):
     """Lists of images and targets (torchvision detection models take lists)."""
     return tuple(zip(*batch))

@@ -90,9 +90,11 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, ctx: Context, t
 
 def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
     """A torchvision detection output (``boxes`` [N, 4] xyxy_abs of the original image,
-    ``labels`` [N] 1..K, ``scores`` [N]) -> COCO results with the original ids."""
-    boxes = xyxy_abs_to_xywh_abs(output["boxes"].detach().cpu().double().numpy())
-    labels, scores = output["labels"].tolist(), output["scores"].tolist()
+    ``labels`` [N] 1..K, ``scores`` [N]) -> COCO results with the original ids. RetinaNet's
+    sigmoid head also scores label 0 (background, never a positive target): dropped."""
+    keep = output["labels"] > 0
+    boxes = xyxy_abs_to_xywh_abs(output["boxes"][keep].detach().cpu().double().numpy())
+    labels, scores = output["labels"][keep].tolist(), output["scores"][keep].tolist()
     return [{"image_id": image_id, "category_id": category_ids[lab - 1], "bbox": [round(float(v), 2) for v in box],
              "score": round(float(s), 5)} for box, lab, s in zip(boxes, labels, scores)]
 

@@ -30,7 +30,7 @@ from ...datasets.errors import SmallboxError
 from ...evaluate import evaluate, write_json_atomic
 from ...evaluate.export import write_text_atomic
 from . import dist
-from .data import CocoDetection, build_augmentation, collate, filter_by_area
+from .data import CocoDetection, build_augmentation, collate, filter_by_area, seed_worker
 from .engine import build_optimizer, lr_factor, predict, train_one_epoch
 from .losses import BoxSizeWeights
 from .models import build_model, load_detector_weights
@@ -185,8 +185,7 @@ class Trainer:
         else:
             sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(int(self.t["seed"])))
         return DataLoader(ds, batch_size=self.t["batch"], sampler=sampler, num_workers=self.t["workers"],
-                          collate_fn=collate, pin_memory=self.ctx.device.type == "cuda",
-                          persistent_workers=False)
+                          collate_fn=collate, pin_memory=self.ctx.device.type == "cuda", worker_init_fn=seed_worker)
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle reproducibly per epoch (also after a resume)."""
@@ -247,7 +246,7 @@ class Trainer:
 
     def end_epoch(self, epoch: int, losses: dict, metrics, seconds: float) -> None:
         row = {"epoch": epoch, **{f"train/{k}": round(v, 5) for k, v in losses.items()},
-               "lr": self.optimizer.param_groups[0]["lr"]}
+               "lr": float(f"{self.optimizer.param_groups[0]['lr']:.6g}")}
         row.update({c: "" for c in self.columns})
         if metrics:
             row.update({k: round(v, 5) for k, v in flatten_metrics(metrics, self.data.bucket_sets).items()})
