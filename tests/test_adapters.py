@@ -89,17 +89,25 @@ def test_nchw_backbone_passes_through_and_bn_eps_is_timm_s():
     assert head_bns and all(m.eps == 1e-3 for m in head_bns)
 
 
-def test_local_pretrained_weights_are_loaded(tmp_path):
+@pytest.mark.parametrize("where", ["absolute", "weights_dir"])
+def test_local_pretrained_weights_are_loaded(tmp_path, monkeypatch, where):
     import timm
 
     from smallbox.adapters.timm_backbone import TimmBackbone
 
     full = timm.create_model("swin_tiny_patch4_window7_224", **TINY_KW)
     torch.save(full.state_dict(), tmp_path / "tiny.pth")
-    layer = TimmBackbone("swin_tiny_patch4_window7_224", [1, 2, 3], {**TINY_KW, "weights": str(tmp_path / "tiny.pth")})
+    weights = str(tmp_path / "tiny.pth")
+    if where == "weights_dir":  # a recipe's relative path, found by file name in $SMALLBOX_WEIGHTS_DIR
+        monkeypatch.chdir(tmp_path.parent)
+        monkeypatch.setenv("SMALLBOX_WEIGHTS_DIR", str(tmp_path))
+        weights = "weights/tiny.pth"
+    layer = TimmBackbone("swin_tiny_patch4_window7_224", [1, 2, 3], {**TINY_KW, "weights": weights})
+    assert layer.weights == str(tmp_path / "tiny.pth")
     expected = full.state_dict()
     loaded = {k.replace("layers_", "layers."): v for k, v in layer.body.state_dict().items()}
-    assert loaded and all(torch.equal(v, expected[k]) for k, v in loaded.items())
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.items())
+    assert set(expected) - set(loaded) == {"norm.weight", "norm.bias", "head.fc.weight", "head.fc.bias"}
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import yaml
 
 from yolo_helpers import ROOT, convert_small_deeppcb, no_network
 
-TINY_SWIN = ROOT / "recipes" / "models" / "swin-tiny-test-yolo.yaml"
+TINY_SWIN_SW = ROOT / "recipes" / "models" / "swin-tiny-test-sw-yolo.yaml"
 WEIGHTING = {"thresholds": [1024, 9216], "weights": [3.0, 1.5, 1.0], "renorm": True}
 TRAIN = ["epochs=2", "imgsz=128", "batch=4", "device=cpu", "workers=0", "plots=False", "seed=0", "exist_ok=True"]
 COLUMNS = ["coco/AP", "coco/AP50", "coco/AP_small", "coco/AP_medium", "coco/AP_large", "fit/AP_small"]
@@ -41,12 +41,13 @@ def run(tmp_path_factory):
     from smallbox.adapters.timm_backbone import log_input_geometry
     from smallbox.cli import main
 
+    # registered by importing smallbox.adapters: the CLI cannot name callbacks
+    assert log_input_geometry in base.default_callbacks["on_train_start"]
+
     folder = tmp_path_factory.mktemp("swin-train")
     dataset = convert_small_deeppcb(folder)
-    model_yaml = yaml.safe_load(TINY_SWIN.read_text())
-    model_yaml["size_weighting"] = WEIGHTING
-    model_path = folder / "swin-tiny-sw.yaml"
-    model_path.write_text(yaml.safe_dump(model_yaml, sort_keys=False))
+    model_path = TINY_SWIN_SW
+    assert yaml.safe_load(model_path.read_text())["size_weighting"] == WEIGHTING
 
     def stop_after_first_epoch(trainer):
         if trainer.epoch == 0:
@@ -59,7 +60,6 @@ def run(tmp_path_factory):
     saved = base.default_callbacks
     base.default_callbacks = {
         **saved,
-        "on_train_start": [*saved["on_train_start"], log_input_geometry],
         "on_fit_epoch_end": [*saved["on_fit_epoch_end"], stop_after_first_epoch],
     }
     try:
@@ -79,6 +79,7 @@ def run(tmp_path_factory):
 
 def test_training_logs_input_geometry_and_loss(run):
     log = "\n".join(run["log"])
+    assert log.count("smallbox input: network input") == 1
     assert "smallbox size-weighted box loss: small [0, 32²) x3" in log
     assert "timm swin_tiny_patch4_window7_224 (random init): channels [64, 128, 256], strides [8, 16, 32]" in log
     # DeepPCB images are 640 px: at imgsz=128 the run must say it shrinks them 5x.
@@ -89,6 +90,7 @@ def test_resume_in_a_fresh_process_completes_with_ap_small_columns(run):
     assert run["resumed"].returncode == 0, run["resumed"].stderr[-3000:]
     out = run["resumed"].stdout + run["resumed"].stderr
     assert "Resuming training" in out and "smallbox size-weighted box loss" in out
+    assert "smallbox input: network input 128x128" in out
     with open(run["dir"] / "results.csv", newline="") as f:
         rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
     assert [int(float(r["epoch"])) for r in rows] == [1, 2]

@@ -121,12 +121,14 @@ def _any_size_kwargs(name: str) -> dict:
 
 
 def resolve_weights_file(weights, name: str = "") -> Path:
-    """The local weights file for ``weights`` (a path; relative ones are tried in the current
-    folder, then in ``$SMALLBOX_WEIGHTS_DIR``). Raises SmallboxError when none exists."""
+    """The local weights file for ``weights`` (a path; a relative one is tried in the current
+    folder, then under ``$SMALLBOX_WEIGHTS_DIR`` as given and by its file name alone). Raises
+    SmallboxError when none exists."""
     path = Path(os.path.expanduser(str(weights)))
     candidates = [path]
     if not path.is_absolute() and os.environ.get("SMALLBOX_WEIGHTS_DIR"):
-        candidates.append(Path(os.environ["SMALLBOX_WEIGHTS_DIR"]) / path)
+        folder = Path(os.path.expanduser(os.environ["SMALLBOX_WEIGHTS_DIR"]))
+        candidates += [folder / path, folder / path.name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
@@ -183,7 +185,11 @@ def input_geometry(imgsz: int, head_strides, original_shapes=None) -> str:
 def log_input_geometry(trainer) -> None:
     """Ultralytics callback (``on_train_start``): log the effective input size, the backbone's
     feature strides and the image downscale, so that a run that resizes 1024-px images to 224 says
-    so in its first lines. Register with ``trainer.add_callback("on_train_start", log_input_geometry)``."""
+    so in its first lines. ``register_modules()`` adds it to Ultralytics' default callbacks; it
+    logs once per trainer however often it is registered."""
+    if getattr(trainer, "_smallbox_geometry_logged", False):
+        return
+    trainer._smallbox_geometry_logged = True
     from ultralytics.utils import LOGGER
     from ultralytics.utils.torch_utils import unwrap_model
 
