@@ -3,6 +3,7 @@ error for an unknown key), runs offline, and its trainer survives Ultralytics' D
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -53,8 +54,6 @@ def test_offline_defaults_are_set_and_a_font_is_present():
 
     assert Path(USER_CONFIG_DIR) == config_dir and (config_dir / "Arial.ttf").is_file()
     assert not ONLINE
-    import os
-
     assert os.environ["YOLO_AUTOINSTALL"] == "false" and os.environ["HF_HUB_OFFLINE"] == "1"
 
 
