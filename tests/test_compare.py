@@ -77,6 +77,8 @@ def test_cli_writes_summary_sheet_and_page(case, tmp_path, capsys):
     page = (out / "index.html").read_text()
     for e in summary["a_only"]:
         assert (out / e["crop"]).is_file() and f'src="{e["crop"]}"' in page
+    pr = np.asarray(Image.open(out / "pr_by_size.png").convert("L"))
+    assert pr.std() > 10 and 'src="pr_by_size.png"' in page
     tiles = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB")).astype(int)[60:]  # below the legend
     for colour in COLORS.values():  # B has a box in one crop only (the low-scored one)
         assert (np.abs(tiles - colour).sum(axis=2) < 30).sum() > 50

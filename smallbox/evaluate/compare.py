@@ -205,8 +205,9 @@ def contact_sheet(sections: list[tuple[str, list[Image.Image]]], columns: int = 
 
 def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buckets: SizeBuckets,
                      score_thr: float = 0.3, iou: float = 0.5, max_crops: int = 200, names=("A", "B")) -> dict:
-    """Write ``summary.json``, ``crops/*.png``, ``contact_sheet.png`` and ``index.html`` into
-    ``out_dir``; returns the summary."""
+    """Write ``summary.json``, ``crops/*.png``, ``contact_sheet.png``, ``pr_by_size.png`` (both
+    models' precision-recall per size bucket) and ``index.html`` into ``out_dir``; returns the
+    summary."""
     out = Path(out_dir)
     result = compare_predictions(gt, preds_a, preds_b, buckets, score_thr, iou)
     summary = {"a": names[0], "b": names[1], "score_thr": score_thr, "iou": iou, "buckets": buckets.to_dict(), **result}
@@ -239,6 +240,10 @@ def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buc
         shown = len(tiles[kind])
         sections.append((f"{title}: {len(result[kind])} box(es)" + (f", first {shown} shown" if shown < len(result[kind]) else ""),
                          tiles[kind]))
+    from .plots import plot_pr_curves, pr_curves_by_size
+
+    curves = {names[0]: pr_curves_by_size(gt, preds_a, [buckets], iou), names[1]: pr_curves_by_size(gt, preds_b, [buckets], iou)}
+    plot_pr_curves(curves, out / "pr_by_size.png", iou)
     sheet = contact_sheet(sections)
     tmp = out / ".contact_sheet.tmp.png"
     sheet.save(tmp)
@@ -274,9 +279,10 @@ def html_page(summary: dict) -> str:
     by_class = _count_table({c: v.get("all", {}) for c, v in summary["by_class"].items()}, list(summary["by_class"]), "class")
     parts = [f"<h1>{a} vs {b}</h1>",
              f"<p>found = a detection of the class with score &ge; {summary['score_thr']:g} at IoU &ge; {summary['iou']:g}; "
-             f"size buckets {esc(str(summary['buckets']))}; fp_a / fp_b: unmatched detections by their own size.</p>",
+             f"size buckets {esc(SizeBuckets.from_dict(summary['buckets']).describe())}; fp_a / fp_b: unmatched detections by their own size.</p>",
              f"<p class=legend>{legend}</p>", "<h2>By size bucket</h2>", by_bucket, "<h2>By class</h2>", by_class,
-             '<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="summary.json">summary.json</a></p>']
+             '<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="summary.json">summary.json</a></p>',
+             "<h2>Precision-recall by size bucket (all scores)</h2>", '<img class=plot src="pr_by_size.png" alt="PR curves">']
     for kind, title in (("a_only", f"{a} finds, {b} misses"), ("b_only", f"{b} finds, {a} misses")):
         parts.append(f"<h2>{title} ({len(summary[kind])})</h2>")
         for bucket in BUCKET_NAMES:
@@ -288,7 +294,7 @@ def html_page(summary: dict) -> str:
                 parts.append("</div>")
     style = ("body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}"
              "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}.grid{display:flex;flex-wrap:wrap;gap:8px}"
-             "figure{margin:0;width:170px;font-size:11px}img{width:160px;border:1px solid #ccc}"
+             "figure{margin:0;width:170px;font-size:11px}figure img{width:160px;border:1px solid #ccc}img.plot{max-width:100%}"
              ".sw{display:inline-block;width:14px;height:10px;border:3px solid;margin:0 4px 0 12px}")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{a} vs {b}</title><style>{style}</style></head>"
             f"<body>{''.join(parts)}</body></html>\n")
