@@ -182,7 +182,8 @@ def format_result(res: BootstrapResult) -> str:
         lines.append(f"B - A = {res.difference:+.4f}, {pct} interval [{res.interval[0]:+.4f}, {res.interval[1]:+.4f}]"
                      " (runs and images resampled)")
     else:
-        lines.append(f"B - A = {res.difference:+.4f}, {pct} interval over test images only "
+        scope = "test images only" if max(len(res.a_values), len(res.b_values)) < 2 else "test images and one side's runs"
+        lines.append(f"B - A = {res.difference:+.4f}, {pct} interval over {scope} "
                      f"[{res.interval[0]:+.4f}, {res.interval[1]:+.4f}]")
         lines.append("  this interval ignores training noise (another seed of the same recipe moves the metric too),"
                      " so it can never establish a win: train 2+ seeds per side")
