@@ -155,3 +155,23 @@ def test_recipe_settings_split_groups_and_show(tmp_path):
     assert [[r.name for r in g.runs] for g in rep["groups"]] == [["m1_s0", "m1_s1"], ["m0_s0"]]
     md = rep["markdown"]
     assert "| settings |" in md and "mosaic=1.0" in md and "mosaic=0.0" in md and "lr0=" not in md
+
+
+def test_ground_truth_found_through_the_converted_data_yaml(tmp_path, val50, deeppcb_predictions):
+    """YOLO runs name their data.yaml; its manifest leads to the val json, so the groups are
+    compared without --gt."""
+    ds = tmp_path / "ds"
+    (ds / "annotations").mkdir(parents=True)
+    (ds / "annotations" / "val.json").write_text(val50[0].read_text())
+    (ds / "manifest.json").write_text(json.dumps({"version": 1, "classes": [], "splits": {}}))
+    (ds / "data.yaml").write_text(f"path: {ds}\ntrain: images/train\nval: images/val\n"
+                                  "smallbox:\n  manifest: manifest.json\n  coco: {val: annotations/val.json}\n")
+    runs = []
+    for i, f in enumerate(deeppcb_predictions):
+        preds = [p for p in read_preds(f) if p["image_id"] in val50[1]]
+        runs.append(write_run(tmp_path / f"r{i}", "yolo", f"m{i}", 0, [{"coco/AP": 0.5}], preds))
+        info = json.loads((runs[-1] / "smallbox.json").read_text())
+        (runs[-1] / "smallbox.json").write_text(json.dumps({**info, "data": str(ds / "data.yaml")}))
+    rep = build_report(runs, tmp_path / "r.md", n=20)
+    (cmp,) = rep["comparisons"]
+    assert cmp.result is not None and cmp.result.verdict == "cannot tell: one run per side"
