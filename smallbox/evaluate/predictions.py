@@ -70,8 +70,9 @@ def write_json_atomic(obj, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # json.dumps then one write: several times faster than json.dump's many small writes.
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
+            f.write(json.dumps(obj))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
