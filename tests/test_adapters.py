@@ -308,3 +308,39 @@ def test_recipes_parse_and_weights_follow_buckets():
         got = w.box_weights(torch.tensor(areas)).tolist()
         want = [w.weights[i] for i in SizeBuckets(w.buckets.thresholds).index(areas)]
         assert got == want
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+
+def _recipe_paths():
+    folders = [os.path.join(ROOT, "recipes", "models"), os.path.join(ROOT, "recipes", "size_weighting")]
+    return sorted(os.path.join(d, f) for d in folders for f in os.listdir(d) if f.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in _recipe_paths() if "TimmBackbone" in open(p).read()], ids=os.path.basename)
+def test_timm_recipes_state_the_backbone_s_real_channels(path):
+    """Each Index row's channels equal timm's feature_info for that model (built on the meta
+    device: no memory, no weights), and the stages are strides 8/16/32."""
+    import timm
+
+    d = yaml.safe_load(open(path))
+    name, out_indices, options = d["backbone"][0][3]
+    kwargs = {k: v for k, v in (options or {}).items() if k not in ("weights", "normalize")}
+    with torch.device("meta"):
+        body = timm.create_model(name.split(".")[0], features_only=True, out_indices=out_indices, strict_img_size=False, **kwargs)
+    stated = [row[3][0] for row in d["backbone"][1:4]]
+    assert [row[2] for row in d["backbone"][1:4]] == ["Index"] * 3
+    assert stated == body.feature_info.channels() and body.feature_info.reduction() == [8, 16, 32]
+
+
+def test_torchvision_swin_recipe_builds_with_stock_ultralytics():
+    """recipes/models/tv-swin-t-yolo.yaml uses only Ultralytics' own layers: the stock
+    DetectionModel builds it, with P3/P4/P5 at strides 8/16/32 and NCHW maps into the neck."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(os.path.join(ROOT, "recipes", "models", "tv-swin-t-yolo.yaml"), nc=6, verbose=False)
+    assert model.stride.tolist() == [8.0, 16.0, 32.0]
+    assert type(model.model[0]).__name__ == "TorchVision"
+    with torch.no_grad():
+        assert tuple(model.eval()(torch.rand(1, 3, 224, 288))[0].shape) == (1, 10, sum((224 // s) * (288 // s) for s in (8, 16, 32)))

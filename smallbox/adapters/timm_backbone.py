@@ -108,11 +108,10 @@ class TimmBackbone(nn.Module):
             modules[name].eps = eps
 
     def describe(self) -> str:
-        src = f"weights {self.weights}" if self.weights else "random init"
-        return (
-            f"timm {self.name} ({src}): channels {self.channels}, strides {self.strides}, "
-            f"pretrained at {self.pretrained_size[0]}x{self.pretrained_size[1]}"
-        )
+        text = f"timm {self.name} ({'weights ' + self.weights if self.weights else 'random init'}): channels {self.channels}, strides {self.strides}"
+        if self.weights:
+            text += f", pretrained at {self.pretrained_size[0]}x{self.pretrained_size[1]} (any multiple of 32 works)"
+        return text
 
 
 def _any_size_kwargs(name: str) -> dict:
@@ -158,28 +157,33 @@ def describe_backbones(model: nn.Module) -> list[str]:
     return lines
 
 
-def input_geometry(imgsz: int, head_strides, original_shapes=None) -> str:
+def input_geometry(imgsz: int, head_strides, original_shapes=None) -> tuple[str, float | None]:
     """What the network sees: input size, feature-map sizes per head stride, and how much the
-    original images are shrunk to get there (a 32² box at scale 1/4.6 is 7² at the input).
+    original images are shrunk to get there (at scale 1/4.6 a 32² box is 7² at the input).
 
     Args:
         imgsz (int): training input side (long side after letterbox).
         head_strides (list[int]): strides of the Detect layer's inputs, e.g. [8, 16, 32].
         original_shapes (array (N, 2) | None): original (h, w) of the training images.
+
+    Returns:
+        (text, cells): the description, and how many cells of the finest feature map a 32-px
+        original box spans (None without original shapes).
     """
     import numpy as np
 
     maps = ", ".join(f"{imgsz // int(s)}x{imgsz // int(s)} (stride {int(s)})" for s in head_strides)
     text = f"network input {imgsz}x{imgsz} -> feature maps {maps}"
-    if original_shapes is not None and len(original_shapes):
-        long_side = float(np.median(np.max(np.asarray(original_shapes), axis=1)))
-        scale = imgsz / long_side
-        text += (
-            f"; images: median long side {long_side:g} px, resized x{scale:.3g} "
-            f"(a 32x32 box becomes {32 * scale:.3g}x{32 * scale:.3g}, "
-            f"{32 * scale / int(min(head_strides)):.2g} cells of the finest map)"
-        )
-    return text
+    if original_shapes is None or not len(original_shapes):
+        return text, None
+    long_side = float(np.median(np.max(np.asarray(original_shapes), axis=1)))
+    scale = imgsz / long_side
+    cells = 32 * scale / int(min(head_strides))
+    text += (
+        f"; images: median long side {long_side:g} px, resized x{scale:.3g} "
+        f"(a 32x32 box becomes {32 * scale:.3g}x{32 * scale:.3g}, {cells:.2g} cells of the finest map)"
+    )
+    return text, cells
 
 
 def log_input_geometry(trainer) -> None:
@@ -187,10 +191,11 @@ def log_input_geometry(trainer) -> None:
     feature strides and the image downscale, so that a run that resizes 1024-px images to 224 says
     so in its first lines. ``register_modules()`` adds it to Ultralytics' default callbacks; it
     logs once per trainer however often it is registered."""
-    if getattr(trainer, "_smallbox_geometry_logged", False):
+    from ultralytics.utils import LOGGER, RANK
+
+    if RANK not in {-1, 0} or getattr(trainer, "_smallbox_geometry_logged", False):
         return
     trainer._smallbox_geometry_logged = True
-    from ultralytics.utils import LOGGER
     from ultralytics.utils.torch_utils import unwrap_model
 
     model = unwrap_model(trainer.model)
@@ -201,4 +206,8 @@ def log_input_geometry(trainer) -> None:
     imgsz = trainer.args.imgsz if isinstance(trainer.args.imgsz, int) else max(trainer.args.imgsz)
     for line in describe_backbones(model):
         LOGGER.info(f"smallbox backbone: {line}")
-    LOGGER.info(f"smallbox input: {input_geometry(int(imgsz), model.stride.tolist(), shapes)}")
+    text, cells = input_geometry(int(imgsz), model.stride.tolist(), shapes)
+    LOGGER.info(f"smallbox input: {text}")
+    if cells is not None and cells < 1:
+        LOGGER.warning(f"smallbox input: a 32x32 box covers less than one cell of the finest feature map at imgsz={imgsz}; "
+                       "small objects will be hard to detect (raise imgsz?)")
