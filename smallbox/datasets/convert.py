@@ -117,7 +117,8 @@ def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: floa
     if val is not None:
         _check_same_categories(train, val)
         return [Split("train", train.data, train.image_root), Split("val", val.data, val.image_root)], []
-    parts = [Split(name, train.subset(ids).data, train.image_root) for name, ids in zip(("train", "val"), split_by_image(train.data, val_fraction, seed))]
+    train_ids, val_ids = split_by_image(train.data, val_fraction, seed)
+    parts = [Split("train", train.subset(train_ids).data, train.image_root), Split("val", train.subset(val_ids).data, train.image_root)]
     warnings = []
     for part in parts:
         present = {a["category_id"] for a in part.data["annotations"] if not a.get("iscrowd")}
@@ -311,5 +312,9 @@ def _publish(tmp: Path, out: Path):
         return
     old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(out, old)
-    os.rename(tmp, out)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
     shutil.rmtree(old, ignore_errors=True)
