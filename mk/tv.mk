@@ -15,7 +15,7 @@ tv_train = $(TV_SMALLBOX) tv train recipes/tv/$(1).yaml $(TV_DATA) train.name=$(
 
 .PHONY: tv-smoke tv-exp1 tv-exp2 tv-exp3 tv-exp4 tv-test tv-bench
 
-tv-smoke: setup  ## a minute on CPU: tiny Faster R-CNN on the bundled data, whole flow
+tv-smoke: setup  ## a few minutes on CPU: tiny Faster R-CNN on the bundled data, whole flow
 	$(PY) -m smallbox tv train recipes/tv/smoke.yaml train.project=$(TV_RUNS) train.exist_ok=true
 
 tv-exp1: setup  ## experiment 1: Faster R-CNN ResNet-50-FPN vs Swin-T-FPN at 1024

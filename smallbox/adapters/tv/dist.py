@@ -57,6 +57,15 @@ def gather_lists(ctx: Context, items: list) -> list:
     return [x for part in parts for x in part]
 
 
+def from_main(ctx: Context, obj):
+    """Rank 0's ``obj`` on every rank."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         torch_dist.barrier()

@@ -160,6 +160,7 @@ class Trainer:
         total = iters * self.t["epochs"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, self.t, iters, total))
         self.scaler = torch.amp.GradScaler("cuda", enabled=bool(self.t["amp"]) and self.ctx.device.type == "cuda")
+        self.last_eval: tuple[int | None, list] = (None, [])
         self.start_epoch, self.best, self.rows = 1, {"metric": cfg["eval"]["best_metric"], "value": None, "epoch": None}, []
         self.columns = metric_columns(self.data.bucket_sets)
         if self.best["metric"] not in self.columns:
@@ -226,7 +227,10 @@ class Trainer:
             self.set_epoch(epoch)
             start = time.time()
             losses = train_one_epoch(self.ddp_model, self.optimizer, self.scheduler, self.scaler, self.loader, self.ctx, self.t, epoch)
-            metrics = self.validate()[0] if self.evaluates(epoch) else None
+            metrics = None
+            if self.evaluates(epoch):
+                metrics, preds = self.validate()
+                self.last_eval = (epoch, preds)
             if self.ctx.main:
                 self.end_epoch(epoch, losses, metrics, time.time() - start)
             dist.barrier(self.ctx)
@@ -278,11 +282,15 @@ class Trainer:
 
     def finish(self) -> None:
         """Predictions of best.pt on val -> predictions.json; smallbox.json."""
-        best = self.dir / "best.pt"
-        dist.barrier(self.ctx)
-        if best.is_file():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
-        metrics, preds = self.validate()
+        # Only rank 0 tracks the best epoch: every rank must take the same branch.
+        if self.last_eval[0] == dist.from_main(self.ctx, self.best["epoch"]):
+            preds = self.last_eval[1]  # best.pt is the model just evaluated
+        else:
+            dist.barrier(self.ctx)
+            best = self.dir / "best.pt"
+            if best.is_file():
+                self.model.load_state_dict(load_checkpoint(best)["model"])
+            preds = self.validate()[1]
         if self.ctx.main:
             write_json_atomic(preds, self.dir / "predictions.json")
             self.write_run_info(predictions="predictions.json")
