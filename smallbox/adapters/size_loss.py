@@ -115,10 +115,10 @@ def input_scale(batch: dict, input_hw, batch_size: int, device) -> torch.Tensor 
     Ultralytics loads an image with its long side resized to ``imgsz`` (ratio
     ``r = imgsz / max(h0, w0)``) and letterboxes it into the ``(H, W)`` input without further
     scaling, so ``r = min(H / h0, W / w0)`` and an original area ``a`` becomes ``a * r²`` at the
-    input. Two approximations, both exact for a dataset whose images share one size:
-    a mosaic carries only its first tile's ``ori_shape``; and the random affine ``scale``
-    augmentation is not undone — a box enlarged by it is weighted by the size it now appears
-    with, which is the size the network has to detect.
+    input. A mosaic carries only its first tile's ``ori_shape``: exact when the dataset's
+    images share one size, an approximation otherwise. The random affine ``scale``
+    augmentation is deliberately not undone: a box enlarged by it is weighted by the size it
+    now appears with, which is the size the network has to detect.
     """
     shapes = batch.get("ori_shape")
     if shapes is None or len(shapes) != batch_size:
