@@ -103,11 +103,12 @@ def _resnet_fpn(m: dict, read_weights: bool) -> nn.Module:
     name, arch = m["backbone"], m["arch"]
     if not (name.startswith(("resnet", "resnext", "wide_resnet")) and hasattr(tv_resnet, name)):
         raise SmallboxError(f"model.backbone: {name!r} is neither a torchvision ResNet (resnet50, ...) nor timm:<name>")
-    pretrained = bool(m["backbone_weights"])
-    # As torchvision: frozen BN and 3 trainable stages with ImageNet weights, all trainable without.
+    # As torchvision: frozen BN and `trainable_layers` stages with ImageNet or detector weights
+    # (BN statistics of batches of 2-4 images would spoil them), BN and all stages trained without.
+    pretrained = bool(m["backbone_weights"] or m["weights"])
     norm = misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     body = getattr(tv_resnet, name)(weights=None, norm_layer=norm, **m["backbone_kwargs"])
-    if pretrained and read_weights:
+    if m["backbone_weights"] and read_weights:
         _check_file(m["backbone_weights"], "model.backbone_weights")
         body.load_state_dict(torch.load(m["backbone_weights"], map_location="cpu", weights_only=True))
     freeze_resnet(body, m["trainable_layers"] if pretrained else 5)
