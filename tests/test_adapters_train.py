@@ -81,7 +81,7 @@ def test_training_logs_input_geometry_and_loss(run):
     log = "\n".join(run["log"])
     assert log.count("smallbox input: network input") == 1
     assert "smallbox size-weighted box loss: small [0, 32²) x3" in log
-    assert "timm swin_tiny_patch4_window7_224 (random init): channels [64, 128, 256], strides [8, 16, 32]" in log
+    assert "timm swin_tiny_patch4_window7_224 (timm weights: none): channels [64, 128, 256], strides [8, 16, 32]" in log
     # DeepPCB images are 640 px: at imgsz=128 the run must say it shrinks them 5x.
     assert "network input 128x128" in log and "median long side 640 px, resized x0.2 " in log
     assert "covers less than one cell of the finest feature map at imgsz=128" in log  # 6.4 px < stride 8

@@ -108,7 +108,7 @@ class TimmBackbone(nn.Module):
             modules[name].eps = eps
 
     def describe(self) -> str:
-        text = f"timm {self.name} ({'weights ' + self.weights if self.weights else 'random init'}): channels {self.channels}, strides {self.strides}"
+        text = f"timm {self.name} (timm weights: {self.weights or 'none'}): channels {self.channels}, strides {self.strides}"
         if self.weights:
             text += f", pretrained at {self.pretrained_size[0]}x{self.pretrained_size[1]} (any multiple of 32 works)"
         return text
@@ -181,7 +181,7 @@ def input_geometry(imgsz: int, head_strides, original_shapes=None) -> tuple[str,
     cells = 32 * scale / int(min(head_strides))
     text += (
         f"; images: median long side {long_side:g} px, resized x{scale:.3g} "
-        f"(a 32x32 box becomes {32 * scale:.3g}x{32 * scale:.3g}, {cells:.2g} cells of the finest map)"
+        f"(a 32x32 box becomes {32 * scale:.3g}x{32 * scale:.3g} px, {cells:.2g}x the finest stride of {int(min(head_strides))} px)"
     )
     return text, cells
 
