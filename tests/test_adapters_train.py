@@ -135,3 +135,17 @@ def test_best_pt_loads_predicts_and_validates_without_importing_smallbox(run):
     assert report["size_weighting"] == WEIGHTING and report["criterion"] == "SizeWeightedDetectionLoss"
     assert report["pred_shape"] == [5, 6]
     assert 0.0 <= report["map50"] <= 1.0
+
+
+def test_missing_pretrained_file_fails_cleanly_from_the_cli(run, tmp_path, monkeypatch, capsys):
+    """recipes/models/swin-t-yolo.yaml names weights/swin_tiny...safetensors: without that file the
+    CLI says so (exit 2, no traceback), downloads nothing and leaves no run folder."""
+    from smallbox.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SMALLBOX_WEIGHTS_DIR", raising=False)
+    rc = main(["yolo", "train", f"model={ROOT / 'recipes' / 'models' / 'swin-t-yolo.yaml'}", f"data={run['data']}",
+               f"project={tmp_path / 'runs'}", "name=x", "epochs=1", "imgsz=64", "device=cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "weights/swin_tiny_patch4_window7_224.safetensors" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
