@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ...datasets import SizeBuckets, load_coco
-from ...datasets.buckets import BUCKET_NAMES
+from ...callbacks.coco_metrics import flatten_metrics, metric_columns
 from ...datasets.errors import SmallboxError
 from ...evaluate import evaluate, write_json_atomic
 from ...evaluate.export import write_text_atomic
@@ -36,23 +36,6 @@ from .losses import BoxSizeWeights
 from .models import build_model, load_detector_weights
 from .plots import plot_results
 from .recipe import DEFAULTS, apply_overrides, dump_recipe, load_recipe
-
-COCO_COLUMNS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR_100")
-
-
-def metric_columns(bucket_sets: list[SizeBuckets]) -> list[str]:
-    """results.csv metric columns, the same names as the YOLO path's."""
-    cols = [f"coco/{k}" for k in COCO_COLUMNS]
-    return cols + [f"{b.name}/AP_{n}" for b in bucket_sets if b.name != "coco" for n in BUCKET_NAMES]
-
-
-def flatten_metrics(result: dict, bucket_sets: list[SizeBuckets]) -> dict[str, float]:
-    row = {f"coco/{k}": result[k] for k in COCO_COLUMNS}
-    for b in bucket_sets:
-        if b.name != "coco":
-            row.update({f"{b.name}/AP_{n}": result["buckets"][b.name][f"AP_{n}"] for n in BUCKET_NAMES})
-    return row
-
 
 class Data:
     """The train and val splits of a recipe, their classes and size bucket sets."""
