@@ -8,6 +8,7 @@ STAMP := $(VENV)/.smallbox-installed
 export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := false
 export HF_HUB_OFFLINE := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup test demo bench clean
 

@@ -6,6 +6,7 @@ pip-installs, and no step waits on a network that is not there.
 - ``YOLO_OFFLINE=1``: every download fails fast and usage analytics stay off.
 - ``YOLO_AUTOINSTALL=false``: a missing package is an error instead of a ``pip install``.
 - ``HF_HUB_OFFLINE=1``: timm / huggingface_hub read only their local cache.
+- ``NO_ALBUMENTATIONS_UPDATE=1``: albumentations does not ask pypi.org for a newer version.
 - ``YOLO_CONFIG_DIR``: a writable settings folder (Ultralytics' default when writable, else a
   private one under the temp folder).
 - A font named ``Arial.ttf`` / ``Arial.Unicode.ttf`` in that folder (matplotlib's DejaVu Sans,
@@ -30,6 +31,7 @@ def apply_offline_defaults() -> Path:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     if "ultralytics" in sys.modules:  # too late to change where it looks; use what it picked
         from ultralytics.utils import USER_CONFIG_DIR
 

@@ -18,6 +18,7 @@ BCCD = DATA / "bccd"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Ultralytics reads its settings folder at import time: point it somewhere writable and empty.
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="smallbox-yolo-config-"))
