@@ -255,10 +255,10 @@ def test_small_box_weight_shifts_the_box_loss_toward_small_boxes(deeppcb_batch, 
 
     ours = criterion.bbox_loss(*args)
     for term in (0, 1):  # IoU, DFL
-        per_bucket = [float(p[term]) for p in parts]
-        assert math.isclose(float(ours[term]), k * sum(w * x for w, x in zip(weights, per_bucket)), rel_tol=1e-5)
+        per_bucket = [float(p[term].detach()) for p in parts]
+        assert math.isclose(float(ours[term].detach()), k * sum(w * x for w, x in zip(weights, per_bucket)), rel_tol=1e-5)
         share_stock = per_bucket[0] / sum(per_bucket)
-        share_ours = k * weights[0] * per_bucket[0] / float(ours[term])
+        share_ours = k * weights[0] * per_bucket[0] / float(ours[term].detach())
         print(f"term {term}: small share {share_stock:.3g} -> {share_ours:.3g}, k={k:.3f}, small anchors {int(small.sum())} of {int(fg.sum())}")
         assert share_ours > share_stock * 1.5
 
