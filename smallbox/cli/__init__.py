@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from ..datasets.errors import SmallboxError
+from ..offline import apply_offline_defaults
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so
 # `smallbox eval` never pays for importing torch.
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     name, rest = argv[0], argv[1:]
+    # Before any command imports Ultralytics, timm or albumentations: nothing may reach the network.
+    apply_offline_defaults()
     try:
         module = _command_module(name)
         if name in RAW_ARGV:
