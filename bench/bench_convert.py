@@ -7,8 +7,8 @@ each into a fresh folder. smallbox's time includes loading and validating the js
 checked to exist), the seeded train/val split, linking the images, the labels, the per-split COCO
 ground truth and the manifest; Ultralytics' writes only the labels.
 
-Each converter runs REPEATS times (alternating which goes first); wall and CPU (user+sys)
-times are printed, best and median. Target: smallbox not slower.
+Each converter runs REPEATS times (alternating which goes first); wall, user-CPU and
+system-CPU times are printed. Target: smallbox not slower.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEEPPCB = ROOT / "data" / "deeppcb"
 COPIES = 177  # 565 boxes x 177 = 100,005 boxes on 14,160 images
-REPEATS = 3
+REPEATS = 5  # file creation time on a shared machine swings several-fold: best of 5
 
 
 def replicate(work: Path) -> tuple[Path, Path]:
@@ -60,12 +59,13 @@ def replicate(work: Path) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def timed(into: list):
-    """Appends (wall seconds, CPU seconds user+sys of this process). The CPU time is the steadier
-    figure on a shared machine: waiting for a core does not count in it."""
+    """Appends (wall, user CPU, system CPU) seconds of this process. User CPU is the converter's
+    own work and the steadiest figure; system CPU is mostly the file system creating entries
+    (Ultralytics: one label file per image; smallbox: a label file and an image link)."""
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     yield
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    into.append((time.perf_counter() - t0, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime))
+    into.append((time.perf_counter() - t0, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
 
 
 def run_smallbox(ann: Path, images: Path, out: Path, into: list):
@@ -91,18 +91,18 @@ def main():
         work = Path(tmp)
         ann, images = replicate(work)
         times = {"smallbox": [], "ultralytics": []}
-        for r in range(REPEATS):
-            runs = [lambda: run_smallbox(ann, images, work / "sb", times["smallbox"]),
-                    lambda: run_ultralytics(ann, work / "ul", times["ultralytics"])]
+        for r in range(REPEATS):  # outputs are kept until the end: deleting files between runs slows the next
+            runs = [lambda: run_smallbox(ann, images, work / f"sb{r}", times["smallbox"]),
+                    lambda: run_ultralytics(ann, work / f"ul{r}", times["ultralytics"])]
             for run in runs[:: 1 if r % 2 == 0 else -1]:  # alternate who goes first (warm caches)
                 run()
-            for out in ("sb", "ul"):  # not timed
-                shutil.rmtree(work / out)
+        print("cleaning up ...", flush=True)
+    print(f"{'':<12} {'wall best':>9} {'median':>7} {'user best':>10} {'sys best':>9}   each run wall/user/sys")
     for name, ts in times.items():
-        walls, cpus = zip(*ts)
-        print(f"{name:<12} wall best {min(walls):6.2f} s  median {statistics.median(walls):6.2f} s | "
-              f"CPU best {min(cpus):6.2f} s  median {statistics.median(cpus):6.2f} s")
-    for what, k in (("wall", 0), ("CPU", 1)):
+        walls, users, systems = zip(*ts)
+        each = ", ".join(f"{w:.1f}/{u:.1f}/{s:.1f}" for w, u, s in ts)
+        print(f"{name:<12} {min(walls):8.2f}s {statistics.median(walls):6.2f}s {min(users):9.2f}s {min(systems):8.2f}s   {each}")
+    for what, k in (("wall", 0), ("user CPU", 1)):
         ratio = min(t[k] for t in times["ultralytics"]) / min(t[k] for t in times["smallbox"])
         print(f"ratio ultralytics/smallbox, best {what}: {ratio:.2f}x -> smallbox {'not slower' if ratio >= 1 else 'SLOWER'} (target >= 1.00x)")
 

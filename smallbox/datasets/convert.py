@@ -23,8 +23,9 @@ import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import yaml
@@ -158,12 +159,11 @@ def yolo_file_names(images: list[dict]) -> dict[int, str]:
     """``{image id: file name in images/<split>}``: the original base name where its stem is
     unique in the split (compared case-insensitively, for case-insensitive filesystems), else
     prefixed with the image id. Ultralytics finds a label by the image's stem, so stems must differ."""
-    base = {im["id"]: PurePosixPath(im["file_name"].replace("\\", "/")).name for im in images}
-    stem_count: dict[str, int] = {}
-    for name in base.values():
-        stem_count[_stem_key(name)] = stem_count.get(_stem_key(name), 0) + 1
-    names = {i: n for i, n in base.items() if stem_count[_stem_key(n)] == 1}
-    taken = {_stem_key(n) for n in names.values()}
+    base = {im["id"]: im["file_name"].replace("\\", "/").rsplit("/", 1)[-1] for im in images}
+    key = {i: _stem_key(n) for i, n in base.items()}
+    key_count = Counter(key.values())
+    names = {i: n for i, n in base.items() if key_count[key[i]] == 1}
+    taken = {key[i] for i in names}
     for i, n in base.items():
         if i in names:
             continue
