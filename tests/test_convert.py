@@ -253,6 +253,17 @@ def test_copy_writes_the_image_bytes(tmp_path, deeppcb_val, deeppcb_images):
             assert not p.is_symlink() and p.read_bytes() == (deeppcb_images / files[image_id]).read_bytes()
 
 
+def test_copies_where_the_filesystem_refuses_links(tmp_path, deeppcb_val, deeppcb_images, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    assert convert(deeppcb_val, "--images", deeppcb_images, "--out", tmp_path / "out") == 0
+    assert "0 linked, 200 copied" in capsys.readouterr().out
+    copies = list((tmp_path / "out" / "images").rglob("*.png"))
+    assert len(copies) == 200 and not any(p.is_symlink() for p in copies)
+
+
 def test_bad_input_leaves_no_output(tmp_path, deeppcb_train, deeppcb_images, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text(deeppcb_train.read_text()[:5000])
