@@ -259,9 +259,21 @@ def test_copies_where_the_filesystem_refuses_links(tmp_path, deeppcb_val, deeppc
 
     monkeypatch.setattr(os, "symlink", refuse)
     assert convert(deeppcb_val, "--images", deeppcb_images, "--out", tmp_path / "out") == 0
-    assert "0 linked, 200 copied" in capsys.readouterr().out
+    assert "images: 200 copied;" in capsys.readouterr().out
     copies = list((tmp_path / "out" / "images").rglob("*.png"))
     assert len(copies) == 200 and not any(p.is_symlink() for p in copies)
+
+
+def test_hardlinks_are_the_source_files(tmp_path, deeppcb_val, deeppcb_images):
+    out = tmp_path / "out"
+    assert convert(deeppcb_val, "--images", deeppcb_images, "--out", out, "--hardlink") == 0
+    m = load_manifest(out / "data.yaml")
+    files = {im["id"]: im["file_name"] for im in json.loads(deeppcb_val.read_text())["images"]}
+    same_filesystem = os.stat(tmp_path).st_dev == os.stat(deeppcb_images).st_dev
+    for name, image_id in m.splits["val"].items():
+        p = out / "images" / "val" / name
+        assert os.path.samefile(p, deeppcb_images / files[image_id])
+        assert p.is_symlink() != same_filesystem  # a symlink only where hard links cannot be made
 
 
 def test_bad_input_leaves_no_output(tmp_path, deeppcb_train, deeppcb_images, capsys):

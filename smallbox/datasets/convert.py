@@ -5,8 +5,8 @@
       data.yaml                 train/val; data-NAME.yaml per area range (splits train-NAME, val-NAME)
       manifest.json             class index <-> category id, file name -> image id, per split
       annotations/<split>.json  COCO ground truth of each split with the ORIGINAL ids
-      images/<split>/<file>     absolute symlinks to the resolved sources (copies where the
-                                filesystem refuses links, or with copy=True)
+      images/<split>/<file>     absolute symlinks to the resolved sources (or hard links, or
+                                copies; each falls back to the next where the filesystem refuses)
       labels/<split>/<stem>.txt one row per non-crowd box: class cx cy w h (cxcywh_norm)
 
 Label rows are computed and formatted exactly as ``ultralytics.data.converter.convert_coco``
@@ -38,6 +38,7 @@ from .errors import SmallboxError
 from .manifest import MANIFEST_VERSION
 from .split import AreaRange, area_subset, bbox_areas, split_by_image
 
+PLACEMENTS = ("hardlink", "symlink", "copy")  # each falls back to the next
 LABEL_ROW = "%g %g %g %g %g\n"  # Ultralytics' convert_coco writes "%g" too: same bytes
 # ultralytics.data.utils.IMG_FORMATS (8.4): files with other suffixes are silently skipped there.
 YOLO_IMAGE_SUFFIXES = {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
@@ -57,8 +58,7 @@ class ConvertResult:
     out: Path
     counts: dict[str, dict[str, int]]  # split -> {"images", "boxes", "negatives"}
     buckets: list[SizeBuckets]
-    copied: int = 0
-    linked: int = 0
+    placed: dict[str, int] = field(default_factory=dict)  # image placement -> count
     warnings: list[str] = field(default_factory=list)
 
 
@@ -71,7 +71,7 @@ def convert_to_yolo(
     area_ranges: tuple[AreaRange, ...] = (),
     drop_empty: bool = False,
     buckets: str = "fit",
-    copy: bool = False,
+    placement: str = "symlink",
     progress: bool = True,
 ) -> ConvertResult:
     """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
@@ -83,8 +83,13 @@ def convert_to_yolo(
         drop_empty (bool): leave images without an in-range box out of the per-area splits.
         buckets (str): extra size bucket set besides COCO's: ``"fit"`` (fitted on the train
             boxes), ``"coco"`` (none) or ``"A,B"``.
-        copy (bool): copy the images instead of linking them.
+        placement (str): how images reach ``images/<split>``: ``"symlink"`` (absolute, to the
+            resolved source), ``"hardlink"`` (same filesystem only; far cheaper to create than
+            symlinks on ext4 for many files) or ``"copy"``. Hard links fall back to symlinks,
+            symlinks to copies, where the filesystem refuses them.
     """
+    if placement not in PLACEMENTS:
+        raise SmallboxError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     out = Path(out).absolute()
     _check_replaceable(out)
     splits, warnings = _main_splits(train, val, val_fraction, seed)
@@ -102,7 +107,7 @@ def convert_to_yolo(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()  # not mkdtemp: its 0700 mode would become the dataset's
     try:
-        writer = _SplitWriter(tmp, category_ids, copy)
+        writer = _SplitWriter(tmp, category_ids, placement)
         with tqdm(total=sum(len(s.data["images"]) for s in splits), desc="convert", unit="img", disable=not progress) as bar:
             counts = {s.name: writer.write(s, bar) for s in splits}
         _write_yamls(tmp, out, train, writer.file_names, splits, area_ranges, bucket_sets)
@@ -111,7 +116,7 @@ def convert_to_yolo(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
-    return ConvertResult(out, counts, bucket_sets, writer.copied, writer.linked, warnings)
+    return ConvertResult(out, counts, bucket_sets, writer.placed, warnings)
 
 
 def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: float, seed: int) -> tuple[list[Split], list[str]]:
@@ -207,9 +212,9 @@ def label_rows(data: dict, category_ids: list[int]) -> dict[int, str]:
 class _SplitWriter:
     """Writes images/<split>, labels/<split> and annotations/<split>.json of one split at a time."""
 
-    def __init__(self, root: Path, category_ids: list[int], copy: bool):
-        self.root, self.category_ids, self.copy = root, category_ids, copy
-        self.copied = self.linked = 0
+    def __init__(self, root: Path, category_ids: list[int], placement: str):
+        self.root, self.category_ids, self.placement = root, category_ids, placement
+        self.placed = {how: 0 for how in PLACEMENTS}
         self.file_names: dict[str, dict[str, int]] = {}  # split -> {file name: image id}
         # realpath per folder, not per file: one lookup serves every image in it
         self.real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
@@ -245,15 +250,16 @@ class _SplitWriter:
         return os.path.realpath(path) if os.path.islink(path) else path
 
     def place(self, source: str, target: str):
-        if not self.copy:
+        if self.placement != "copy":
             try:
-                os.symlink(source, target)
-                self.linked += 1
+                (os.link if self.placement == "hardlink" else os.symlink)(source, target)
+                self.placed[self.placement] += 1
                 return
-            except OSError:
-                self.copy = True  # the filesystem refuses links: copy this one and the rest
+            except OSError:  # e.g. another filesystem: fall back for this image and the rest
+                self.placement = PLACEMENTS[PLACEMENTS.index(self.placement) + 1]
+                return self.place(source, target)
         shutil.copyfile(source, target)
-        self.copied += 1
+        self.placed["copy"] += 1
 
 
 def _write_json(obj, path: Path):
