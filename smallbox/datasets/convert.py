@@ -283,7 +283,7 @@ def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, spl
     extra = {"manifest": "manifest.json", "coco": coco, "buckets": [b.to_dict() for b in bucket_sets]}
     _write_yaml({**common, "train": "images/train", "val": "images/val", "smallbox": extra}, tmp / "data.yaml")
     for r in area_ranges:
-        section = {**extra, "area_range": {"name": r.name, "min_area": r.min_area, "max_area": r.max_area}}
+        section = {**extra, "area_range": r.to_dict()}
         data = {**common, "train": f"images/train-{r.name}", "val": f"images/val-{r.name}", "smallbox": section}
         _write_yaml(data, tmp / f"data-{r.name}.yaml")
 

@@ -9,7 +9,6 @@ COCO proper is the segmentation's area). Ranges are half-open, ``min <= area < m
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ class AreaRange:
         return (areas >= self.min_area) & (areas < self.max_area)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "min_area": self.min_area, "max_area": self.max_area if math.isfinite(self.max_area) else "inf"}
+        return {"name": self.name, "min_area": self.min_area, "max_area": self.max_area}  # YAML writes inf as .inf
 
 
 def parse_area_range(spec: str) -> AreaRange:
