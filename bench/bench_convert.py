@@ -5,8 +5,8 @@ new image and annotation ids, onto 14,160 image files with unique names (hard li
 PNGs, symlinks where hard links are refused). Both converters run in this process, alternately,
 each into a fresh folder. smallbox's time includes loading and validating the json (image files
 checked to exist), the seeded train/val split, linking the images, the labels, the per-split COCO
-ground truth and the manifest; Ultralytics' writes only the labels. `smallbox convert --hardlink`
-is timed too: hard links cost the file system far less to create than symlinks.
+ground truth and the manifest; Ultralytics' writes only the labels. `smallbox convert --symlink`
+is timed too: symlinks cost the file system far more to create than hard links (the default).
 
 Each converter runs REPEATS times (alternating which goes first); wall, user-CPU and
 system-CPU times are printed. Target: smallbox not slower.
@@ -97,11 +97,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="smallbox-bench-convert-") as tmp:
         work = Path(tmp)
         ann, images = replicate(work)
-        times = {"smallbox": [], "ultralytics": [], "sb --hardlink": []}
+        times = {"smallbox": [], "ultralytics": [], "sb --symlink": []}
         for r in range(REPEATS):  # outputs are kept until the end: deleting files between runs slows the next
             runs = [lambda: run_smallbox(ann, images, work / f"sb{r}", times["smallbox"]),
                     lambda: run_ultralytics(ann, work / f"ul{r}", times["ultralytics"]),
-                    lambda: run_smallbox(ann, images, work / f"hl{r}", times["sb --hardlink"], "--hardlink")]
+                    lambda: run_smallbox(ann, images, work / f"sl{r}", times["sb --symlink"], "--symlink")]
             for run in runs[r % 3:] + runs[: r % 3]:  # rotate who goes first (warm caches)
                 settle()
                 run()
@@ -111,7 +111,7 @@ def main():
         walls, users, systems = zip(*ts)
         each = ", ".join(f"{w:.1f}/{u:.1f}/{s:.1f}" for w, u, s in ts)
         print(f"{name:<12} {min(walls):8.2f}s {statistics.median(walls):6.2f}s {min(users):9.2f}s {min(systems):8.2f}s   {each}")
-    for name in ("smallbox", "sb --hardlink"):
+    for name in ("smallbox", "sb --symlink"):
         for what, k in (("wall", 0), ("user CPU", 1)):
             ratio = min(t[k] for t in times["ultralytics"]) / min(t[k] for t in times[name])
             print(f"ratio ultralytics/{name}, best {what}: {ratio:.2f}x -> {'not slower' if ratio >= 1 else 'SLOWER'} (target >= 1.00x)")

@@ -27,10 +27,14 @@ def add_arguments(p):
     p.add_argument("--buckets", default="fit", help="size buckets recorded besides COCO's: fit (tertiles of the train boxes, default), coco, or A,B in px²")
     p.add_argument("--clip", action="store_true", help="clip boxes reaching outside their image (default: an error)")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--copy", action="store_const", dest="placement", const="copy", default="symlink",
-                     help="copy the images instead of symlinking them")
-    how.add_argument("--hardlink", action="store_const", dest="placement", const="hardlink",
-                     help="hard-link the images (same filesystem; else symlinks): far cheaper to create than symlinks for many files")
+    # Hard links by default: on ext4/overlayfs they cost a fraction of a symlink to create (0.25 s
+    # against ~4 s per 14k images here), and they keep working if the source folder moves.
+    how.add_argument("--hardlink", action="store_const", dest="placement", const="hardlink", default="hardlink",
+                     help="hard-link the images (default; where the filesystem refuses, symlinks, then copies)")
+    how.add_argument("--symlink", action="store_const", dest="placement", const="symlink",
+                     help="absolute symlinks to the resolved sources instead (a replaced source image shows up in the dataset)")
+    how.add_argument("--copy", action="store_const", dest="placement", const="copy",
+                     help="copy the images")
 
 
 def run(args) -> int:

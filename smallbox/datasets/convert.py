@@ -5,8 +5,8 @@
       data.yaml                 train/val; data-NAME.yaml per area range (splits train-NAME, val-NAME)
       manifest.json             class index <-> category id, file name -> image id, per split
       annotations/<split>.json  COCO ground truth of each split with the ORIGINAL ids
-      images/<split>/<file>     absolute symlinks to the resolved sources (or hard links, or
-                                copies; each falls back to the next where the filesystem refuses)
+      images/<split>/<file>     hard links to the sources (or absolute symlinks to the resolved
+                                sources, or copies; each falls back to the next where refused)
       labels/<split>/<stem>.txt one row per non-crowd box: class cx cy w h (cxcywh_norm)
 
 Label rows are computed and formatted exactly as ``ultralytics.data.converter.convert_coco``
@@ -71,7 +71,7 @@ def convert_to_yolo(
     area_ranges: tuple[AreaRange, ...] = (),
     drop_empty: bool = False,
     buckets: str = "fit",
-    placement: str = "symlink",
+    placement: str = "hardlink",
     progress: bool = True,
 ) -> ConvertResult:
     """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
@@ -83,9 +83,9 @@ def convert_to_yolo(
         drop_empty (bool): leave images without an in-range box out of the per-area splits.
         buckets (str): extra size bucket set besides COCO's: ``"fit"`` (fitted on the train
             boxes), ``"coco"`` (none) or ``"A,B"``.
-        placement (str): how images reach ``images/<split>``: ``"symlink"`` (absolute, to the
-            resolved source), ``"hardlink"`` (same filesystem only; far cheaper to create than
-            symlinks on ext4 for many files) or ``"copy"``. Hard links fall back to symlinks,
+        placement (str): how images reach ``images/<split>``: ``"hardlink"`` (default; same
+            filesystem only; far cheaper to create than symlinks for many files), ``"symlink"``
+            (absolute, to the resolved source) or ``"copy"``. Hard links fall back to symlinks,
             symlinks to copies, where the filesystem refuses them.
     """
     if placement not in PLACEMENTS:
