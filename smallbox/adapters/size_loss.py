@@ -4,7 +4,8 @@ end-to-end heads).
 Configured by a top-level key of the model YAML (so it is saved in every checkpoint)::
 
     size_weighting:
-      thresholds: [1024, 9216]    # px² of the ORIGINAL image; also "coco" or ["32^2", "96^2"]
+      thresholds: [1024, 9216]    # px² of the ORIGINAL image; also "coco", ["32^2", "96^2"], or
+                                  # "fit": the data YAML's fitted set (resolved by the trainer)
       weights: [3.0, 1.5, 1.0]    # small, medium, large
       renorm: true                # keep the sum of box weights over foreground anchors
 
@@ -62,6 +63,10 @@ class SizeWeighting:
         unknown = set(cfg) - {"thresholds", "weights", "renorm"}
         if unknown:
             raise SmallboxError(f"{where}: unknown key(s) {sorted(unknown)} (expected thresholds, weights, renorm)")
+        name = named_thresholds({CONFIG_KEY: cfg})
+        if name is not None:
+            raise SmallboxError(f"{where}.thresholds: {name!r} names a bucket set of the data YAML; it is "
+                                "resolved when `smallbox yolo train` builds the model (data=... written by smallbox convert)")
         buckets = _parse_thresholds(cfg.get("thresholds", "coco"), where)
         weights = cfg.get("weights")
         try:
@@ -97,6 +102,33 @@ class SizeWeighting:
         thresholds = torch.tensor(self.buckets.thresholds, dtype=area_orig.dtype, device=area_orig.device)
         weights = torch.tensor(self.weights, dtype=area_orig.dtype, device=area_orig.device)
         return weights[torch.bucketize(area_orig, thresholds, right=True)]
+
+
+def named_thresholds(model_yaml: dict) -> str | None:
+    """The bucket set name in ``size_weighting.thresholds`` (e.g. ``"fit"``), if it holds one."""
+    cfg = model_yaml.get(CONFIG_KEY)
+    name = cfg.get("thresholds") if isinstance(cfg, dict) else None
+    return name if isinstance(name, str) and name != "coco" and "," not in name else None
+
+
+def resolve_named_thresholds(model_yaml: dict, data: dict) -> dict:
+    """``size_weighting.thresholds: fit`` (any bucket set named in the data YAML written by
+    ``smallbox convert``) -> that set's two numbers, so the loss weights the very buckets the
+    evaluator reports, and the checkpoint records numbers that no longer need the data.
+
+    Returns ``model_yaml`` itself when there is nothing to resolve, else a copy.
+    """
+    name = named_thresholds(model_yaml)
+    if name is None:
+        return model_yaml
+    cfg = model_yaml[CONFIG_KEY]
+    section = data.get("smallbox") if isinstance(data.get("smallbox"), dict) else {}
+    sets = {b["name"]: list(b["thresholds"]) for b in section.get("buckets", [])}
+    if name not in sets:
+        where = f"{model_yaml.get('yaml_file', 'model YAML')}: {CONFIG_KEY}.thresholds"
+        known = ", ".join(sets) or "none: write it with `smallbox convert`"
+        raise SmallboxError(f"{where}: {name!r} is not a size bucket set of the data YAML (it has: {known})")
+    return {**model_yaml, CONFIG_KEY: {**cfg, "thresholds": sets[name]}}
 
 
 def _parse_thresholds(value, where: str) -> SizeBuckets:

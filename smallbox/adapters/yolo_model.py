@@ -13,7 +13,7 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from ..datasets.errors import SmallboxError
 from .register import register_modules
-from .size_loss import SizeWeighting, build_criterion
+from .size_loss import SizeWeighting, build_criterion, named_thresholds
 from .timm_backbone import TimmBackbone
 
 register_modules()
@@ -24,7 +24,8 @@ class SmallboxDetectionModel(DetectionModel):
 
     def __init__(self, cfg="yolo26n.yaml", ch=3, nc=None, verbose=True):
         cfg = cfg if isinstance(cfg, dict) else yaml_model_load(cfg)
-        SizeWeighting.from_model_yaml(cfg)  # a bad size_weighting fails now, not at the first batch
+        if named_thresholds(cfg) is None:  # a named set ("fit") is resolved later, by the trainer
+            SizeWeighting.from_model_yaml(cfg)  # a bad size_weighting fails now, not at the first batch
         try:
             super().__init__(cfg, ch=ch, nc=nc, verbose=verbose)
         except RuntimeError as e:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 from ultralytics.models.yolo.detect import DetectionPredictor, DetectionTrainer, DetectionValidator
+from ultralytics.nn.tasks import yaml_model_load
 from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
@@ -37,6 +38,7 @@ from ..evaluate.table import format_metrics
 from ..evaluate.yolo_export import (IMAGE_IDS_ENV, PREDICTIONS_JSON, assign_image_ids, image_ids_from_json,
                                     to_coco_results, write_images_json, write_predictions)
 from .register import register_modules
+from .size_loss import resolve_named_thresholds
 from .yolo_model import SmallboxDetectionModel
 
 RUN_INFO = "smallbox.json"
@@ -146,6 +148,8 @@ class SmallboxTrainer(DetectionTrainer):
     :class:`SmallboxValidator`."""
 
     def get_model(self, cfg=None, weights=None, verbose=True):
+        if cfg is not None:  # `size_weighting.thresholds: fit` -> the data's fitted numbers
+            cfg = resolve_named_thresholds(cfg if isinstance(cfg, dict) else yaml_model_load(cfg), self.data)
         model = SmallboxDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)
         model = self.set_model_names_for_load(model)
         if weights:
