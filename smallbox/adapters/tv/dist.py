@@ -57,6 +57,18 @@ def gather_lists(ctx: Context, items: list) -> list:
     return [x for part in parts for x in part]
 
 
+def sync_buffers(ctx: Context, module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, in place.
+
+    DDP broadcasts buffers at the start of each training forward, so after the last step every
+    rank holds the statistics of its own last batch. Evaluating with those would score each
+    rank's share of the val images with a slightly different model than the one rank 0 saves.
+    """
+    if ctx.distributed:
+        for buffer in module.buffers():
+            torch_dist.broadcast(buffer, src=0)
+
+
 def from_main(ctx: Context, obj):
     """Rank 0's ``obj`` on every rank."""
     if not ctx.distributed:

@@ -226,6 +226,8 @@ class Trainer:
 
     def validate(self, model=None) -> tuple[dict | None, list[dict]]:
         """(metrics on rank 0 -- None elsewhere, predictions)."""
+        if model is None:
+            dist.sync_buffers(self.ctx, self.model)
         preds = predict(model or self.model, self.data.val, self.ctx, self.data.category_ids, self.cfg["eval"]["batch"])
         if not self.ctx.main:
             return None, preds
