@@ -156,3 +156,15 @@ def test_cli_reports_without_traceback(tmp_path, dataset, capsys):
     assert main(["eval", str(path), str(path)]) == 2
     err = capsys.readouterr().err
     assert f"annotation {data['annotations'][0]['id']}" in err and "Traceback" not in err
+
+
+def test_annotations_of_a_rejected_image_are_not_called_unknown(tmp_path, dataset):
+    data, _ = dataset
+    image_id = data["images"][0]["id"]
+    data["images"][0]["file_name"] = "../outside.png"
+    a = next(a for a in data["annotations"] if a["image_id"] == image_id)
+    a["bbox"] = [1, 1, -3, 2]
+    msg = _load_error(tmp_path, data)
+    assert f"image {image_id} has a file_name escaping the image root" in msg
+    assert f"annotation {a['id']} (image {image_id}) has width -3" in msg
+    assert "unknown image" not in msg

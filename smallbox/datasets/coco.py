@@ -145,6 +145,7 @@ class _Checker:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.clipped = 0
+        self.rejected_images: set = set()  # ids of images already reported, not "unknown"
 
     def error(self, msg: str):
         self.errors.append(msg)
@@ -184,9 +185,12 @@ class _Checker:
                 continue
             if not (_is_number(im["width"]) and _is_number(im["height"]) and im["width"] > 0 and im["height"] > 0):
                 self.error(f"{where} has width/height {im['width']}/{im['height']}")
+                self.rejected_images.add(im["id"])
                 continue
             if self.check_file_name(where, im["file_name"]):
                 by_id[im["id"]] = im
+            else:
+                self.rejected_images.add(im["id"])
         return by_id
 
     def check_file_name(self, where: str, name) -> bool:
@@ -234,7 +238,10 @@ class _Checker:
             seen.add(a["id"])
             image = images.get(a["image_id"])
             if image is None:
-                self.error(f"{where} points at unknown image {a['image_id']}")
+                if a["image_id"] in self.rejected_images:  # its image is reported; still check the box
+                    self.check_bbox(where, a, None)
+                else:
+                    self.error(f"{where} points at unknown image {a['image_id']}")
                 continue
             if a["category_id"] not in categories:
                 self.error(f"{where} has unknown category {a['category_id']}")
@@ -244,7 +251,8 @@ class _Checker:
                 if not _is_number(a.get("area")) or a["area"] <= 0:
                     a["area"] = a["bbox"][2] * a["bbox"][3]
 
-    def check_bbox(self, where: str, a: dict, image: dict) -> bool:
+    def check_bbox(self, where: str, a: dict, image: dict | None) -> bool:
+        """Four finite numbers, positive size, inside ``image`` (unchecked when None)."""
         b = a["bbox"]
         if not _is_box(b):
             self.error(f"{where} has bbox {b!r}: need four finite numbers [x, y, w, h]")
@@ -253,6 +261,8 @@ class _Checker:
         if w <= 0 or h <= 0:
             self.error(f"{where} has width {w:g} and height {h:g}: both must be > 0")
             return False
+        if image is None:
+            return True
         W, H = image["width"], image["height"]
         eps = 1e-6
         if x >= -eps and y >= -eps and x + w <= W + eps and y + h <= H + eps:
