@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,10 @@ def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool =
         raise ValueError(f"backend must be one of {BACKENDS}")
     gt_data = _as_gt_dict(gt)
     sets = _bucket_sets(buckets)
+    # loadRes adds keys to each result: copy the caller's dicts, not those read here from a file.
+    owned = isinstance(preds, (str, os.PathLike))
     preds = load_predictions(preds, [im["id"] for im in gt_data["images"]], [c["id"] for c in gt_data["categories"]])
-    precision, recall, params = _run_cocoeval(gt_data, preds, sets, backend, max_dets)
+    precision, recall, params = _run_cocoeval(gt_data, preds if owned else [dict(p) for p in preds], sets, backend, max_dets)
     result = _summary(precision, recall, params, area_index=0)
     result["buckets"] = {b.name: {"thresholds": list(b.thresholds), **_bucket_summary(precision, recall, params, i)}
                          for i, b in enumerate(sets)}
@@ -100,8 +103,7 @@ def _run_cocoeval(gt_data: dict, preds: list, sets, backend: str, max_dets: int)
         coco_gt = COCO()
         coco_gt.dataset = gt_data
         coco_gt.createIndex()
-        # loadRes adds keys to each result: give it copies.
-        coco_dt = coco_gt.loadRes([dict(p) for p in preds]) if preds else _empty_results(coco_gt, COCO)
+        coco_dt = coco_gt.loadRes(preds) if preds else _empty_results(coco_gt, COCO)
         kwargs = {"print_function": lambda *a, **k: None} if backend == "faster" else {}
         ev = COCOeval(coco_gt, coco_dt, "bbox", **kwargs)
         ev.params.areaRng, ev.params.areaRngLbl = _area_ranges(sets)

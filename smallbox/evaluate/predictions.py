@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+
+import numpy as np
 import tempfile
 from pathlib import Path
 
@@ -29,12 +31,33 @@ def load_predictions(source, image_ids=None, category_ids=None, name=None) -> li
     preds = read_json(source) if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(preds, list):
         raise SmallboxError(f"{name}: expected a json list of COCO results")
-    errors = _validate(preds, set(image_ids) if image_ids is not None else None,
-                       set(category_ids) if category_ids is not None else None)
+    image_ids = set(image_ids) if image_ids is not None else None
+    category_ids = set(category_ids) if category_ids is not None else None
+    if _all_valid(preds, image_ids, category_ids):
+        return preds
+    errors = _validate(preds, image_ids, category_ids)
     if errors:
         more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
         raise SmallboxError(f"{name}: {len(errors)} bad prediction(s):\n  " + "\n  ".join(errors[:MAX_LISTED]) + more)
     return preds
+
+
+def _all_valid(preds: list, image_ids: set | None, category_ids: set | None) -> bool:
+    """The common case in one vectorised pass (a 250k-prediction file in a fraction of a second);
+    any doubt falls through to ``_validate``, which names each bad prediction."""
+    try:
+        boxes = np.array([p["bbox"] for p in preds])
+        scores = np.array([p["score"] for p in preds])
+        images = {p["image_id"] for p in preds}
+        categories = {p["category_id"] for p in preds}
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not preds:
+        return True
+    numeric = boxes.dtype.kind in "if" and scores.dtype.kind in "if" and boxes.shape == (len(preds), 4)
+    return (numeric and bool(np.isfinite(boxes).all()) and bool(np.isfinite(scores).all())
+            and bool((boxes[:, 2:] >= 0).all())
+            and (image_ids is None or images <= image_ids) and (category_ids is None or categories <= category_ids))
 
 
 def _finite(x) -> bool:
