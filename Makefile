@@ -12,7 +12,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup test demo bench clean
 
-setup: $(STAMP)
+setup: $(STAMP)  ## build .venv from the repository's files (torch, then pip install -e '.[test]')
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,19 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import cv2, ultralytics, albumentations, smallbox; print('cv2', cv2.__version__, '| ultralytics', ultralytics.__version__)"
 	touch $(STAMP)
 
-test: setup
+test: setup  ## the test suite (what CI runs)
 	$(PY) -m pytest -q tests
 
-demo: setup
+demo: setup  ## the main job offline on the bundled data, a few minutes on CPU
 	bash scripts/demo.sh
 
-bench: setup
+bench: setup  ## every benchmark (bench/bench_*.py); fails when a parity check or target is missed
 	$(PY) bench/run_all.py
 
-clean:
+clean:  ## remove runs/demo and build/
 	rm -rf runs/demo build
 
-# One fragment per area (experiments' targets).
-include $(sort $(wildcard mk/*.mk))
+# common.mk first (shared variables, the DATA= guard, `make help`), then one fragment per
+# experiment of the report (baseline, exp1 ... exp4), quick demos and benchmarks.
+include mk/common.mk
+include $(filter-out mk/common.mk,$(sort $(wildcard mk/*.mk)))

@@ -73,7 +73,7 @@ def max_difference(ours, ref):
 def main():
     from smallbox.datasets import load_coco
     from smallbox.evaluate import evaluate
-    from smallbox.evaluate.ensemble import ensemble_predictions
+    from smallbox.fusion.ensemble import ensemble_predictions
 
     paths = sorted((DEEPPCB / "predictions").glob("*.json.gz"))
     members = [json.load(gzip.open(p, "rt")) for p in paths]

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from smallbox.datasets import SizeBuckets, load_coco  # noqa: E402
-from smallbox.evaluate import load_predictions  # noqa: E402
+from smallbox.predictions import load_predictions  # noqa: E402
 from smallbox.evaluate.matching import average_precision, match_images, metric_range  # noqa: E402
-from smallbox.evaluate.significance import bootstrap_difference, format_result, image_weights  # noqa: E402
+from smallbox.analysis.significance import bootstrap_difference, format_result, image_weights  # noqa: E402
 
 DEEPPCB = ROOT / "data" / "deeppcb"
 COPIES = 25

@@ -64,7 +64,7 @@ def measure(name: str) -> dict:
     import yaml
     from ultralytics.cfg import get_cfg
 
-    from smallbox.adapters.yolo_model import SmallboxDetectionModel
+    from smallbox.adapters.yolo.model import SmallboxDetectionModel
 
     torch.set_num_threads(THREADS)
     cfg = yaml.safe_load(MODELS[name].read_text())

@@ -71,7 +71,7 @@ def evaluation_cost() -> tuple[float, int]:
 
     from smallbox.datasets import SizeBuckets, load_coco
     from smallbox.evaluate import evaluate
-    from smallbox.evaluate.yolo_export import to_coco_results
+    from smallbox.predictions import to_coco_results
 
     gt = load_coco(DEEPPCB / "annotations" / "val.json", check_files=False)
     with gzip.open(DEEPPCB / "predictions" / "yolov8s_640_100_s2_val.json.gz", "rt") as f:

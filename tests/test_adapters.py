@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from smallbox.datasets import SizeBuckets, SmallboxError
+from smallbox.datasets import SizeBuckets
+from smallbox.errors import SmallboxError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SWIN = os.path.join(ROOT, "recipes", "models", "swin-tiny-test-yolo.yaml")
@@ -34,7 +35,7 @@ def _model_yaml(path=TINY_SWIN, **extra) -> dict:
 def _model(cfg, nc=6):
     from ultralytics.cfg import get_cfg
 
-    from smallbox.adapters.yolo_model import SmallboxDetectionModel
+    from smallbox.adapters.yolo.model import SmallboxDetectionModel
 
     model = SmallboxDetectionModel(cfg, nc=nc, verbose=False)
     model.args = get_cfg()  # loss gains (box, cls, dfl), as the trainer sets them
@@ -46,7 +47,7 @@ def _model(cfg, nc=6):
 
 @pytest.mark.parametrize("hw", [(256, 256), (320, 320), (480, 640), (1024, 2048)])
 def test_tiny_swin_backbone_shapes_and_strides(hw):
-    from smallbox.adapters.timm_backbone import TimmBackbone
+    from smallbox.adapters.yolo.layers import TimmBackbone
 
     layer = TimmBackbone("swin_tiny_patch4_window7_224", [1, 2, 3], TINY_KW).eval()
     assert layer.nhwc  # timm's Swin is channels-last: the layer must permute
@@ -74,7 +75,7 @@ def test_swin_yolo_model_strides_and_outputs_at_any_size():
 
 
 def test_nchw_backbone_passes_through_and_bn_eps_is_timm_s():
-    from smallbox.adapters.timm_backbone import TimmBackbone
+    from smallbox.adapters.yolo.layers import TimmBackbone
 
     d = _model_yaml()
     d["backbone"][0][3] = ["resnet18", [2, 3, 4]]
@@ -93,7 +94,7 @@ def test_nchw_backbone_passes_through_and_bn_eps_is_timm_s():
 def test_local_pretrained_weights_are_loaded(tmp_path, monkeypatch, where):
     import timm
 
-    from smallbox.adapters.timm_backbone import TimmBackbone
+    from smallbox.adapters.yolo.layers import TimmBackbone
 
     full = timm.create_model("swin_tiny_patch4_window7_224", **TINY_KW)
     torch.save(full.state_dict(), tmp_path / "tiny.pth")
@@ -111,7 +112,7 @@ def test_local_pretrained_weights_are_loaded(tmp_path, monkeypatch, where):
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path, monkeypatch):
-    from smallbox.adapters.timm_backbone import TimmBackbone
+    from smallbox.adapters.yolo.layers import TimmBackbone
 
     monkeypatch.delenv("SMALLBOX_WEIGHTS_DIR", raising=False)
     with pytest.raises(SmallboxError, match="weights file not found.*Nothing is downloaded"):
@@ -183,7 +184,7 @@ def _preds(model, batch):
 def test_weights_one_equals_ultralytics_loss_exactly(deeppcb_batch):
     from ultralytics.utils.loss import v8DetectionLoss
 
-    from smallbox.adapters.size_loss import SizeWeightedDetectionLoss
+    from smallbox.adapters.yolo.loss import SizeWeightedDetectionLoss
 
     model = _model(_model_yaml(size_weighting={"thresholds": [1024, 9216], "weights": [1.0, 1.0, 1.0], "renorm": True}))
     criterion = model.init_criterion()
@@ -276,7 +277,7 @@ def test_size_weighting_on_an_end_to_end_head(deeppcb_batch):
     weights 1.0 it equals Ultralytics' own E2ELoss."""
     from ultralytics.utils.loss import E2ELoss
 
-    from smallbox.adapters.size_loss import SizeWeightedDetectionLoss
+    from smallbox.adapters.yolo.loss import SizeWeightedDetectionLoss
 
     d = _model_yaml(end2end=True, reg_max=1, size_weighting={"thresholds": "coco", "weights": [1, 1, 1]})
     model = _model(d)
@@ -296,7 +297,7 @@ def test_size_weighting_on_an_end_to_end_head(deeppcb_batch):
 
 
 def test_recipes_parse_and_weights_follow_buckets():
-    from smallbox.adapters.size_loss import SizeWeighting
+    from smallbox.adapters.size_weighting import SizeWeighting
 
     recipes = os.path.join(ROOT, "recipes", "size_weighting")
     files = sorted(f for f in os.listdir(recipes) if f.endswith(".yaml"))

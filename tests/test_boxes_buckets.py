@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from smallbox.datasets import SizeBuckets, SmallboxError
+from smallbox.datasets import SizeBuckets
+from smallbox.errors import SmallboxError
 from smallbox.datasets import boxes as B
 
 

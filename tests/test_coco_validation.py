@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from smallbox.cli import main
-from smallbox.datasets import SmallboxError, load_coco
+from smallbox.datasets import load_coco
+from smallbox.errors import SmallboxError
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import warnings
 import numpy as np
 import pytest
 
-ensemble_boxes = pytest.importorskip("ensemble_boxes")
+import ensemble_boxes  # noqa: E402  (the reference: a missing one fails the suite, never skips it)
 
 from smallbox.cli import main  # noqa: E402
 from smallbox.datasets import load_coco  # noqa: E402
-from smallbox.evaluate.ensemble import ensemble_predictions  # noqa: E402
+from smallbox.fusion.ensemble import ensemble_predictions, fuse, gate, to_detections  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +58,38 @@ def reference(members, images, which, **kw):
     return out
 
 
-def assert_same(ours, ref, images):
+def fused_arrays(members, images, method, gates=None, **kw):
+    """smallbox's fusion before the COCO export: (image id, label, xyxy_norm, score) per box."""
+    if gates is not None:
+        members = [gate(p, g) for p, g in zip(members, gates)]
+    index = {im["id"]: k for k, im in enumerate(images)}
+    sizes = np.array([[im["width"], im["height"]] for im in images], dtype=np.float64)
+    fused = fuse(to_detections(members, index, sizes), len(members), method, **kw)
+    ids = [images[i]["id"] for i in fused.image.tolist()]
+    return list(zip(ids, fused.label.tolist(), fused.xyxy_norm, fused.score.tolist()))
+
+
+def assert_same(ours, ref, images, members=None, method=None, **kw):
+    """The COCO results equal ensemble_boxes' output up to the export's rounding (1/1000 px, 5
+    decimals), same images, labels and order; before the export (``members`` given) bit for bit."""
     size = {im["id"]: (im["width"], im["height"]) for im in images}
     assert len(ours) == len(ref)
     assert [p["image_id"] for p in ours] == [r[0] for r in ref]
     assert [p["category_id"] for p in ours] == [r[1] for r in ref]
     ours_scores = np.array([p["score"] for p in ours])
-    assert np.abs(ours_scores - np.array([r[3] for r in ref])).max() <= 1e-6
-    # ensemble_boxes works in [0, 1]: compare there (its NMW returns float32 boxes).
+    assert np.abs(ours_scores - np.array([r[3] for r in ref])).max() <= 5e-6 + 1e-12
     x, y, bw, bh = np.array([p["bbox"] for p in ours]).T
     w, h = np.array([size[p["image_id"]] for p in ours]).T
-    ours_norm = np.stack([x / w, y / h, (x + bw) / w, (y + bh) / h], axis=1)
-    assert np.abs(ours_norm - np.array([r[2] for r in ref])).max() <= 1e-6
+    ref_abs = np.array([r[2] for r in ref]) * np.stack([w, h, w, h], axis=1)
+    ours_abs = np.stack([x, y, x + bw, y + bh], axis=1)
+    assert np.abs(ours_abs - ref_abs).max() <= 1e-3 + 1e-9  # x and w each rounded to 1/1000 px
+    if members is not None:
+        exact = fused_arrays(members, images, method, **kw)
+        assert [e[:2] for e in exact] == [r[:2] for r in ref]
+        assert np.array_equal(np.array([e[3] for e in exact]), np.array([r[3] for r in ref]))
+        # ensemble_boxes' NMW returns float32 boxes: compare in its own precision there
+        ref_boxes = np.array([r[2] for r in ref])
+        assert np.array_equal(np.array([e[2] for e in exact]).astype(ref_boxes.dtype), ref_boxes)
 
 
 CASES = [
@@ -92,7 +112,7 @@ CASES = [
 @pytest.mark.parametrize("method,ours_kw,ref_kw", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_parity_with_ensemble_boxes_on_real_predictions(members, images, method, ours_kw, ref_kw):
     ours = ensemble_predictions(members, images, method, **ours_kw)
-    assert_same(ours, reference(members, images, method, **ref_kw), images)
+    assert_same(ours, reference(members, images, method, **ref_kw), images, members, method, **ours_kw)
 
 
 @pytest.mark.parametrize("method", ["wbf", "nms", "soft-nms", "nmw"])
@@ -103,7 +123,7 @@ def test_parity_with_equal_scores(members, images, method):
     keep = {im["id"] for im in few}
     rounded = [[{**p, "score": round(p["score"], 1) + 0.05} for p in m if p["image_id"] in keep] for m in members]
     ours = ensemble_predictions(rounded, few, method)
-    assert_same(ours, reference(rounded, few, method), few)
+    assert_same(ours, reference(rounded, few, method), few, rounded, method)
 
 
 def test_gating_keeps_only_in_range_boxes(members, images):
@@ -114,7 +134,7 @@ def test_gating_keeps_only_in_range_boxes(members, images):
     by_hand = [[p for p in members[0] if p["bbox"][2] * p["bbox"][3] < small],
                [p for p in members[1] if p["bbox"][2] * p["bbox"][3] >= small]]
     assert 0 < len(by_hand[0]) < len(members[0])
-    assert_same(ours, reference(by_hand, images, "nms"), images)
+    assert_same(ours, reference(by_hand, images, "nms"), images, by_hand, "nms")
     alone = ensemble_predictions(members[:1], images, "nms", gates=[(0.0, small)])
     areas = np.array([p["bbox"][2] * p["bbox"][3] for p in alone])
     assert len(alone) and areas.max() < small + 1e-6
@@ -142,13 +162,13 @@ def _parse_csv(path):
 def test_competition_csv_in_and_out_like_the_teams_script(tmp_path, members, images, deeppcb_val):
     """Their experiment: ensemble_boxes.nms (IoU 0.5) on competition CSVs. CSVs in, CSV out,
     compared with that script done by hand on the same CSV files."""
-    from smallbox.evaluate.export import write_competition_csv
+    from smallbox.predictions import write_competition_csv
 
     cats = sorted(c["id"] for c in load_coco(deeppcb_val, check_files=False).categories)
     names = {im["id"]: im["file_name"] for im in images}
     paths = [tmp_path / f"m{i}.csv" for i in range(2)]
     for m, path in zip(members, paths):
-        write_competition_csv(m, path, names, {c: i for i, c in enumerate(cats)})
+        write_competition_csv(m, path, names, cats)
     out_csv = tmp_path / "fused.csv"
     assert main(["ensemble", *map(str, paths), "--gt", str(deeppcb_val), "--method", "nms", "--iou", "0.5",
                  "--out", str(tmp_path / "fused.json"), "--csv", str(out_csv)]) == 0
@@ -217,17 +237,19 @@ def test_bad_inputs(tmp_path, capsys, members, deeppcb_val):
 
 
 def test_bad_class_sets_without_ground_truth(tmp_path, capsys, members, images, deeppcb_images):
-    """With only an image folder, a 0-based and a 1-based export of the same classes are caught."""
-    stems = {im["id"]: im["file_name"].rsplit(".", 1)[0] for im in images}
-    keep = set(list(stems)[:5])
-    a = [{**p, "image_id": stems[p["image_id"]]} for p in members[0] if p["image_id"] in keep]
-    b = [{**p, "image_id": stems[p["image_id"]], "category_id": p["category_id"] - 1}
+    """With only an image folder (ids 1..N by file name, the rule of every smallbox command), a
+    0-based and a 1-based export of the same classes are caught."""
+    files = sorted(p.name for p in deeppcb_images.iterdir())
+    folder_id = {im["id"]: files.index(im["file_name"]) + 1 for im in images}
+    keep = set(list(folder_id)[:5])
+    a = [{**p, "image_id": folder_id[p["image_id"]]} for p in members[0] if p["image_id"] in keep]
+    b = [{**p, "image_id": folder_id[p["image_id"]], "category_id": p["category_id"] - 1}
          for p in members[1] if p["image_id"] in keep]
     err = _bad(tmp_path, capsys, [a, b], "--images", str(deeppcb_images))
     assert "class sets" in err
     out = tmp_path / "ok.json"
-    ok = [{**p, "image_id": stems[p["image_id"]]} for p in members[1] if p["image_id"] in keep]
+    ok = [{**p, "image_id": folder_id[p["image_id"]]} for p in members[1] if p["image_id"] in keep]
     (tmp_path / "ok1.json").write_text(json.dumps(ok))
     assert main(["ensemble", str(tmp_path / "bad0.json"), str(tmp_path / "ok1.json"), "--images",
                  str(deeppcb_images), "--out", str(out)]) == 0
-    assert {p["image_id"] for p in json.loads(out.read_text())} <= set(stems.values())
+    assert {p["image_id"] for p in json.loads(out.read_text())} <= {folder_id[i] for i in keep}

@@ -13,8 +13,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from smallbox.cli import main
-from smallbox.datasets import SizeBuckets, SmallboxError, load_coco
-from smallbox.evaluate import METRIC_KEYS, evaluate, load_predictions
+from smallbox.datasets import SizeBuckets, load_coco
+from smallbox.errors import SmallboxError
+from smallbox.evaluate import METRIC_KEYS, evaluate
+from smallbox.predictions import load_predictions
 
 
 def _read_preds(path):

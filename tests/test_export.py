@@ -8,9 +8,9 @@ import json
 import pytest
 from pycocotools.coco import COCO
 
-from smallbox.datasets import SmallboxError
-from smallbox.evaluate import load_predictions
-from smallbox.evaluate.export import read_competition_csv, write_competition_csv
+from smallbox.errors import SmallboxError
+from smallbox.predictions import load_predictions
+from smallbox.predictions import read_competition_csv, write_competition_csv
 
 
 def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
@@ -18,7 +18,7 @@ def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
     preds = load_predictions(deeppcb_predictions[0])
     names = {im["id"]: im["file_name"] for im in gt["images"]}
     cat_ids = sorted(c["id"] for c in gt["categories"])
-    path = write_competition_csv(preds, tmp_path / "sub.csv", names, {c: i for i, c in enumerate(cat_ids)})
+    path = write_competition_csv(preds, tmp_path / "sub.csv", names, cat_ids)
     rows = list(csv.DictReader(path.open()))
     assert list(rows[0]) == ["PredictionString", "image_id"] and len(rows) == len(gt["images"])
     first = next(p for p in preds if p["image_id"] == gt["images"][0]["id"])

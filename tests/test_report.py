@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from smallbox.cli import main
-from smallbox.evaluate.report import build_report, load_run
+from smallbox.analysis.report import build_report, load_run
 
 COLUMNS = ["coco/AP", "coco/AP50", "coco/AP75", "coco/AP_small", "coco/AP_medium", "coco/AP_large", "coco/AR_100",
            "fit/AP_small", "fit/AP_medium", "fit/AP_large"]

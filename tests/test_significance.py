@@ -8,9 +8,10 @@ import pytest
 
 from smallbox.cli import main
 from smallbox.datasets import SizeBuckets, load_coco
-from smallbox.evaluate import evaluate, load_predictions
+from smallbox.evaluate import evaluate
+from smallbox.predictions import load_predictions
 from smallbox.evaluate.matching import average_precision, match_images, metric_range
-from smallbox.evaluate.significance import (A_BETTER, B_BETTER, NO_DIFFERENCE, ONE_RUN, bootstrap_difference,
+from smallbox.analysis.significance import (A_BETTER, B_BETTER, NO_DIFFERENCE, ONE_RUN, bootstrap_difference,
                                             image_weights)
 
 METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from smallbox.adapters.size_loss import resolve_named_thresholds
-from smallbox.datasets import SmallboxError
+from smallbox.adapters.size_weighting import resolve_named_thresholds
+from smallbox.errors import SmallboxError
 from yolo_helpers import TINY_MODEL, convert_small_deeppcb
 
 

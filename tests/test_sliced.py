@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from smallbox.adapters.sliced import load_predict_fn, merge_predictions, predict_sliced, slice_windows
+from smallbox.adapters.predict_fn import load_predict_fn
+from smallbox.fusion.sliced import merge_predictions, predict_sliced, slice_windows
 from smallbox.cli import main
 
-sahi = pytest.importorskip("sahi")
-torch = pytest.importorskip("torch")
+import sahi  # noqa: E402,F401  (the reference: a missing one fails the suite, never skips it)
+import torch  # noqa: E402
 torch.set_num_threads(1)  # small models: threads only contend on a shared CPU
 
 

@@ -23,7 +23,7 @@ from smallbox.adapters.tv.recipe import DEFAULTS, load_recipe
 from smallbox.adapters.tv.trainer import size_weights
 from smallbox.cli import main
 from smallbox.datasets import SizeBuckets, load_coco
-from smallbox.evaluate.export import read_competition_csv
+from smallbox.predictions import read_competition_csv
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -63,7 +63,7 @@ def test_trainer_survives_the_ddp_pickle_in_a_fresh_process(tmp_path):
     way the generated worker script does, in a new interpreter."""
     from ultralytics.utils.dist import generate_ddp_file
 
-    from smallbox.adapters.yolo_trainer import SmallboxTrainer
+    from smallbox.adapters.yolo.trainer import SmallboxTrainer
 
     dataset = convert_small_deeppcb(tmp_path / "data", n_train=4, n_val=4)
     trainer = SmallboxTrainer(overrides=dict(model=str(TINY_MODEL), data=str(dataset["data"]), epochs=1, imgsz=64,
@@ -83,7 +83,7 @@ def test_trainer_survives_the_ddp_pickle_in_a_fresh_process(tmp_path):
         """)
         out = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]
-        assert out.stdout.split()[-4:] == ["smallbox.adapters.yolo_trainer", "SmallboxTrainer", "SmallboxDetectionModel",
+        assert out.stdout.split()[-4:] == ["smallbox.adapters.yolo.trainer", "SmallboxTrainer", "SmallboxDetectionModel",
                                            "manifest.json"]
     finally:
         script.unlink(missing_ok=True)

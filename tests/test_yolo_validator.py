@@ -41,7 +41,7 @@ def degraded_predictions(pbatch, rng) -> dict:
 def run_validator(data_yaml, save_dir, seed=0):
     from ultralytics.data.utils import check_det_dataset
 
-    from smallbox.adapters.yolo_trainer import SmallboxValidator
+    from smallbox.adapters.yolo.validator import SmallboxValidator
 
     v = SmallboxValidator(save_dir=save_dir, args=dict(data=str(data_yaml), imgsz=160, batch=4, plots=False, conf=0.001))
     v.data = check_det_dataset(str(data_yaml))
@@ -82,7 +82,7 @@ def test_exported_ids_are_the_original_ones(dataset, tmp_path):
 
 
 def test_competition_csv_parses_back_to_the_same_boxes(dataset, tmp_path):
-    from smallbox.evaluate.export import read_competition_csv
+    from smallbox.predictions import read_competition_csv
 
     run_validator(dataset["data"], tmp_path)
     original = json.loads(dataset["val_json"].read_text())
@@ -111,7 +111,7 @@ def test_best_model_metric_is_the_chosen_column(dataset, tmp_path, monkeypatch):
 
 
 def test_unknown_best_model_metric_is_an_error_listing_the_choices(dataset, tmp_path, monkeypatch):
-    from smallbox.datasets.errors import SmallboxError
+    from smallbox.errors import SmallboxError
 
     monkeypatch.setenv("SMALLBOX_FITNESS", "coco/AP_tiny")
     with pytest.raises(SmallboxError, match="coco/AP_small"):

@@ -1,9 +1,5 @@
-"""What plugs into Ultralytics or torchvision: backbones, losses, models.
-
-Importing this package makes smallbox's layers known to Ultralytics' model-YAML parser, so that a
-checkpoint that uses them (unpickling imports their modules, hence this package) can also be
-re-built from its YAML in a fresh process (fine-tuning, resuming, DDP workers)."""
-
-from .register import register_modules
-
-register_modules()
+"""What plugs into Ultralytics or torchvision: ``yolo/`` (model, layers, size-weighted loss,
+trainer, validator, predictor; :func:`smallbox.adapters.yolo.register.register` points Ultralytics
+at them) and ``tv/`` (Faster R-CNN / RetinaNet, losses, data, training loop), sharing one timm
+feature-extractor builder (``timm_features``) and one size-weighting rule (``size_weighting``).
+Importing this package changes nothing in Ultralytics."""

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset, load_coco
-from ..datasets.errors import SmallboxError
-from ..datasets.manifest import YoloManifest, load_manifest
+from ..datasets.manifest import YoloManifest, dataset_section, load_manifest
+from ..errors import SmallboxError
 from ..evaluate import evaluate
-from ..evaluate.yolo_export import to_coco_results
+from ..predictions import to_coco_results
 
 FITNESS_ENV = "SMALLBOX_FITNESS"
 COCO_COLUMNS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR_100")
@@ -53,8 +53,8 @@ def flatten_metrics(result: dict, buckets: list[SizeBuckets]) -> dict[str, float
 
 def fitness_column(data: dict, columns: list[str]) -> str | None:
     """The column chosen for best-model selection, or None for Ultralytics' own fitness."""
-    section = data.get("smallbox") if isinstance(data.get("smallbox"), dict) else {}
-    key = os.environ.get(FITNESS_ENV) or section.get("fitness")
+    section = dataset_section(data, data.get("yaml_file", "data.yaml"))
+    key = os.environ.get(FITNESS_ENV) or (section.fitness if section else None)
     if not key:
         return None
     if key not in columns:
@@ -94,7 +94,7 @@ class CocoSplitEvaluator:
     def for_data(cls, data: dict, split_key: str = "val") -> "CocoSplitEvaluator | None":
         """The evaluator of a converted dataset's split, or None for a plain YOLO dataset (whose
         validation then stays Ultralytics' own)."""
-        if not isinstance(data.get("smallbox"), dict):
+        if dataset_section(data, data.get("yaml_file", "data.yaml")) is None:
             return None
         manifest = load_manifest(data)
         split = dataset_split(data, split_key, manifest)
@@ -110,7 +110,7 @@ class CocoSplitEvaluator:
             raise SmallboxError(f"{path}: not in split {self.split!r} of the dataset's manifest; convert the dataset again") from None
 
     def results(self, xyxy_abs, scores, classes, image_id: int) -> list[dict]:
-        """COCO results of one image (see :func:`smallbox.evaluate.yolo_export.to_coco_results`)."""
+        """COCO results of one image (see :func:`smallbox.predictions.to_coco_results`)."""
         return to_coco_results(xyxy_abs, scores, classes, image_id, self.category_ids)
 
     def evaluate(self, preds: list[dict], image_ids) -> dict:

@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 
 # name -> (module, one-line help). Modules are imported only when their command runs, so

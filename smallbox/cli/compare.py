@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets import SizeBuckets, SmallboxError, load_coco
-from ..evaluate import load_predictions
-from ..evaluate.compare import write_comparison
+from ..datasets import SizeBuckets, load_coco
+from ..errors import SmallboxError
+from ..analysis.compare import write_comparison
+from ..predictions import load_predictions
 
 
 def add_arguments(p):

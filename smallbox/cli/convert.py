@@ -6,8 +6,8 @@ import sys
 
 from ..datasets import load_coco
 from ..datasets.convert import convert_to_yolo
-from ..datasets.errors import SmallboxError
 from ..datasets.split import parse_area_range
+from ..errors import SmallboxError
 
 DEFAULT_VAL_FRACTION = 0.2
 

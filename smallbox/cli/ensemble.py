@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..datasets import SizeBuckets, SmallboxError, load_coco
-from ..evaluate import evaluate, write_json_atomic
-from ..evaluate.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, ensemble_predictions
-from ..evaluate.export import to_competition_csv, write_text_atomic
-from ..evaluate.members import (ImageSet, check_categories, check_members, describe_gate, parse_gate,
-                                read_member, specialist_gates)
+from ..datasets import SizeBuckets, load_coco
+from ..errors import SmallboxError
+from ..evaluate import evaluate
+from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, ensemble_predictions
+from ..fusion.members import check_categories, check_members, describe_gate, parse_gate, specialist_gates
+from ..predictions import (index_folder, index_from_coco, read_prediction_file, write_competition_csv,
+                           write_predictions)
 
 
 def add_arguments(p):
@@ -20,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--csv", help="also write the fused boxes as a competition CSV (PredictionString,image_id)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--gt", help="COCO json of the predicted images: ids, sizes, file names, categories")
-    src.add_argument("--images", help="folder of the predicted images (id = file stem, as in Ultralytics' predictions.json)")
+    src.add_argument("--images", help="folder of the predicted images, when there is no ground truth: ids 1..N by file "
+                                      "name, as every smallbox command numbers an unlabeled folder")
     p.add_argument("--method", choices=METHODS, default="wbf")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per file (default: none, i.e. equal)")
     p.add_argument("--iou", type=float, help=f"match / suppression IoU (default {DEFAULT_IOU})")
@@ -41,10 +43,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    gt = load_coco(args.gt, check_files=False) if args.gt else None
-    image_set = ImageSet.from_coco(gt) if gt else ImageSet.from_folder(args.images)
     _check_options(args)
-    members = [read_member(path, image_set) for path in args.pred]
+    gt = load_coco(args.gt, check_files=False) if args.gt else None
+    image_set = index_from_coco(gt) if gt else index_folder(args.images)
+    members = [read_prediction_file(path, image_set) for path in args.pred]
     check_members(members, args.pred)
     if gt is None:
         check_categories(members, args.pred)
@@ -56,20 +58,20 @@ def run(args) -> int:
         skip_box_thr=args.skip_score, conf_type=args.conf_type, allows_overflow=args.allows_overflow,
         sigma=args.sigma, thresh=args.soft_thresh, soft_method=args.soft_method)
     elapsed = time.perf_counter() - start
-    csv_text = _csv(fused, image_set, members) if args.csv else None
-    write_json_atomic(fused, args.out)
-    if csv_text is not None:
-        write_text_atomic(csv_text, args.csv)
+    write_predictions(fused, args.out)
+    if args.csv:
+        category_ids = image_set.category_ids or sorted({p["category_id"] for m in members for p in m})
+        write_competition_csv(fused, args.csv, image_set.file_names(), category_ids)
     print(_summary(args, members, gates, fused, elapsed))
     if args.eval:
-        if gt is None:
-            raise SmallboxError("--eval needs --gt")
         print(format_eval_rows([(p, m) for p, m in zip(args.pred, members)] + [(f"{args.method} fusion", fused)],
                                gt, buckets))
     return 0
 
 
 def _check_options(args):
+    if args.eval and not args.gt:
+        raise SmallboxError("--eval needs --gt (the ground truth to score against)")
     if args.weights is not None and len(args.weights) != len(args.pred):
         raise SmallboxError(f"--weights: got {len(args.weights)} for {len(args.pred)} prediction files")
     if args.weights is not None and not all(w > 0 for w in args.weights):
@@ -88,11 +90,6 @@ def _gates(args, buckets):
             raise SmallboxError(f"--gate: got {len(args.gate)} specs for {len(args.pred)} prediction files")
         return [parse_gate(s, buckets) for s in args.gate]
     return None
-
-
-def _csv(fused, image_set: ImageSet, members) -> str:
-    category_ids = image_set.category_ids or sorted({p["category_id"] for m in members for p in m})
-    return to_competition_csv(fused, image_set.file_names(), {c: i for i, c in enumerate(category_ids)})
 
 
 def _summary(args, members, gates, fused, elapsed) -> str:

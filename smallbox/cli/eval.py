@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..datasets import SizeBuckets, load_coco
-from ..evaluate import evaluate, write_json_atomic
+from ..evaluate import evaluate
+from ..fileio import write_json_atomic
 from ..evaluate.table import format_metrics
 
 

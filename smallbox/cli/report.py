@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..evaluate.report import build_report
+from ..analysis.report import build_report
 
 
 def add_arguments(p):

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import SizeBuckets, SmallboxError, load_coco
-from ..evaluate import write_json_atomic
+from ..datasets import SizeBuckets, load_coco
+from ..errors import SmallboxError
+from ..analysis.significance import bootstrap_difference, format_result
 from ..evaluate.matching import METRICS
-from ..evaluate.significance import bootstrap_difference, format_result
+from ..fileio import write_json_atomic
 
 USAGE = "smallbox significance [options] GT.json A.json [A2.json ...] -- B.json [B2.json ...] [options]"
 

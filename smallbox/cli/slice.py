@@ -3,19 +3,24 @@ torchvision model, exported as COCO results with the original ids."""
 
 from __future__ import annotations
 
-from ..datasets import SizeBuckets, SmallboxError, load_coco
-from ..datasets.boxes import xyxy_abs_to_xywh_abs
-from ..evaluate import write_json_atomic
-from ..evaluate.members import ImageSet
+from pathlib import Path
+
+from ..datasets import SizeBuckets, load_coco
+from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
+from ..predictions import (IMAGES_JSON, default_category_ids, index_folder, to_coco_results, write_images_json,
+                           write_predictions)
 
 
 def add_arguments(p):
+    p.formatter_class = __import__("argparse").ArgumentDefaultsHelpFormatter
     p.add_argument("model", help="YOLO weights (.pt) or model .yaml, or a `smallbox tv` checkpoint (best.pt)")
     p.add_argument("--images", required=True, help="folder of the images")
-    p.add_argument("--out", required=True, help="COCO results json")
-    p.add_argument("--gt", help="COCO json of the images: original image ids (by file_name) and category ids; "
-                                "without it, id = file stem and category id = class index")
+    p.add_argument("--out", required=True, help="COCO results json (.json or .json.gz)")
+    p.add_argument("--gt", help="COCO json of the images: its image ids (matched by file_name) and category ids; the "
+                                "json's images are predicted (each must be in the folder; other files are left out). "
+                                f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
+                                "beside --out) and the model's category ids (1..nc when it knows none)")
     p.add_argument("--tile", type=int, default=512, help="tile side in pixels (SAHI's slice_height/width)")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
@@ -25,42 +30,40 @@ def add_arguments(p):
     p.add_argument("--match-thr", type=float, default=0.5, help="boxes match when metric >= this")
     p.add_argument("--conf", type=float, default=0.001, help="score threshold of the model")
     p.add_argument("--iou", type=float, default=0.7, help="YOLO: the model's own NMS IoU")
-    p.add_argument("--imgsz", type=int, default=None, help="YOLO: inference size (default: the tile size)")
+    p.add_argument("--imgsz", type=int, default=None, help="YOLO: inference size of the tiles (default: the tile size)")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
 
 
 def run(args) -> int:
+    if args.eval and not args.gt:
+        raise SmallboxError("--eval needs --gt (the ground truth to score against)")
     apply_offline_defaults()
     from tqdm import tqdm
 
-    from ..adapters.sliced import load_predict_fn, predict_sliced
+    from ..adapters.predict_fn import load_predict_fn
+    from ..fusion.sliced import predict_sliced, slice_windows
 
-    gt = load_coco(args.gt, image_root=args.images) if args.gt else None
-    image_set = ImageSet.from_coco(gt) if gt else ImageSet.from_folder(args.images)
-    category_ids = image_set.category_ids
+    slice_windows(1, 1, args.tile, args.overlap)  # bad --tile / --overlap fail before the model loads
+    index = index_folder(args.images, ids_json=args.gt)
     predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile, args.device, args.iou)
+    category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
     preds = []
-    for image in tqdm(image_set.images, desc="slice", dynamic_ncols=True):
-        pixels = _read_bgr(gt.image_path(image) if gt else _folder_path(args.images, image))
+    for image in tqdm(index.images, desc="slice", dynamic_ncols=True):
+        pixels = _read_bgr(index.path(image))
         boxes, scores, labels = predict_sliced(pixels, predict_fn, args.tile, args.overlap, not args.no_full,
                                                args.merge, args.match_metric, args.match_thr)
-        preds += _to_coco(image["id"], boxes, scores, labels, category_ids, args.model)
-    write_json_atomic(preds, args.out)
-    print(f"{len(preds)} boxes on {len(image_set.images)} images -> {args.out}")
+        preds += to_coco_results(boxes, scores, labels, image["id"], category_ids)
+    write_predictions(preds, args.out)
+    if index.source == "folder":
+        names = predict_fn.names
+        write_images_json(Path(args.out).parent, index, [{"id": c, "name": names[i]} for i, c in enumerate(category_ids)])
+    print(f"{len(preds)} boxes on {len(index.images)} images -> {args.out} ({index.note()})")
     if args.eval:
-        if gt is None:
-            raise SmallboxError("--eval needs --gt")
         from .ensemble import format_eval_rows
 
-        print(format_eval_rows([(f"sliced {args.tile}px", preds)], gt, SizeBuckets.coco()))
+        print(format_eval_rows([(f"sliced {args.tile}px", preds)], load_coco(args.gt, check_files=False), SizeBuckets.coco()))
     return 0
-
-
-def _folder_path(folder, image):
-    from pathlib import Path
-
-    return Path(folder) / image["file_name"]
 
 
 def _read_bgr(path):
@@ -70,13 +73,3 @@ def _read_bgr(path):
     if pixels is None:
         raise SmallboxError(f"{path}: cannot read image")
     return pixels
-
-
-def _to_coco(image_id, boxes, scores, labels, category_ids, model) -> list[dict]:
-    if category_ids is not None and len(labels) and labels.max() >= len(category_ids):
-        raise SmallboxError(f"{model}: predicts class {labels.max()} but the ground truth has "
-                            f"{len(category_ids)} categories")
-    xywh = xyxy_abs_to_xywh_abs(boxes).tolist()
-    cats = [category_ids[i] for i in labels.tolist()] if category_ids is not None else labels.tolist()
-    return [{"image_id": image_id, "category_id": c, "bbox": b, "score": float(s)}
-            for b, c, s in zip(xywh, cats, scores.tolist())]

@@ -13,10 +13,9 @@ import copy
 from pathlib import Path
 
 from ..datasets import CocoDataset, SizeBuckets, load_coco
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
 
 USAGE = __doc__.split("\n\n", 1)[1]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def run_argv(argv) -> int:
@@ -84,8 +83,10 @@ def _eval(argv) -> int:
     args, overrides = _split_overrides(p, argv)
     from ..adapters.tv.data import CocoDetection, filter_by_area
     from ..adapters.tv.engine import predict
-    from ..evaluate import evaluate, write_json_atomic
+    from ..evaluate import evaluate
     from ..evaluate.table import format_metrics
+    from ..fileio import write_json_atomic
+    from ..predictions import write_predictions
 
     ckpt, cfg, model, ctx = _load(args, overrides)
     d = cfg["data"]
@@ -100,7 +101,7 @@ def _eval(argv) -> int:
     result = evaluate(gt, preds, buckets, per_class=args.per_class)
     print(format_metrics(result, f"{args.checkpoint} on {gt.path}"))
     if args.out:
-        write_json_atomic(preds, args.out)
+        write_predictions(preds, args.out)
         print(f"wrote {args.out} ({len(preds)} boxes)")
     if args.json:
         write_json_atomic(result, args.json)
@@ -111,40 +112,26 @@ def _eval(argv) -> int:
 def _predict(argv) -> int:
     p = _common("predict")
     p.add_argument("--images", required=True, help="image folder")
-    p.add_argument("--coco", help="COCO json of these images: its image ids are used (default: 1..N by file name)")
+    p.add_argument("--coco", help="COCO json of these images: its image and category ids; the json's images are predicted "
+                                  "(each must be in the folder; other files are left out). Without it: $SMALLBOX_IMAGE_IDS, "
+                                  "else ids 1..N by file name (images.json is written beside --out)")
     p.add_argument("--out", required=True, help="COCO results json")
     p.add_argument("--csv", help="also write the competition CSV (PredictionString,image_id)")
     args, overrides = _split_overrides(p, argv)
     from ..adapters.tv.data import CocoDetection
     from ..adapters.tv.engine import predict
-    from ..evaluate import write_json_atomic
-    from ..evaluate.export import write_competition_csv
+    from ..predictions import index_folder, write_competition_csv, write_images_json, write_predictions
 
+    index = index_folder(args.images, ids_json=args.coco)
     ckpt, cfg, model, ctx = _load(args, overrides)
-    images = load_coco(args.coco, args.images) if args.coco else folder_dataset(args.images)
     category_ids = [c["category_id"] for c in ckpt["classes"]]
-    preds = predict(model, CocoDetection(images, category_ids), ctx, category_ids, args.batch)
-    write_json_atomic(preds, args.out)
-    print(f"wrote {args.out}: {len(preds)} boxes on {len(images.images)} images")
+    images = CocoDataset(Path(args.images), {"images": index.images, "annotations": [], "categories": []}, Path(args.images))
+    preds = predict(model, CocoDetection(images, category_ids, image_files=index.files), ctx, category_ids, args.batch)
+    write_predictions(preds, args.out)
+    if index.source == "folder":
+        write_images_json(Path(args.out).parent, index, [{"id": c["category_id"], "name": c["name"]} for c in ckpt["classes"]])
+    print(f"wrote {args.out}: {len(preds)} boxes on {len(index.images)} images ({index.note()})")
     if args.csv:
-        file_names = {im["id"]: im["file_name"] for im in images.images}
-        write_competition_csv(preds, args.csv, file_names, {cid: i for i, cid in enumerate(category_ids)})
+        write_competition_csv(preds, args.csv, index.file_names(), category_ids)
         print(f"wrote {args.csv}")
     return 0
-
-
-def folder_dataset(folder) -> CocoDataset:
-    """The images of a folder as an annotation-less COCO dataset, ids 1..N in file-name order."""
-    from PIL import Image
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise SmallboxError(f"{root}: image folder does not exist")
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise SmallboxError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images = []
-    for i, f in enumerate(files, start=1):
-        with Image.open(f) as im:
-            images.append({"id": i, "file_name": f.relative_to(root).as_posix(), "width": im.width, "height": im.height})
-    return CocoDataset(root, {"images": images, "annotations": [], "categories": []}, root)

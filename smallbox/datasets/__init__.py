@@ -1,8 +1,7 @@
 """Datasets stage: load and validate COCO json, size buckets, EDA, conversion to YOLO format.
-Imports nothing else of smallbox."""
+Imports nothing of smallbox but its errors and file helpers."""
 
 from .buckets import SizeBuckets
 from .coco import CocoDataset, load_coco
-from .errors import SmallboxError
 
-__all__ = ["CocoDataset", "SizeBuckets", "SmallboxError", "load_coco"]
+__all__ = ["CocoDataset", "SizeBuckets", "load_coco"]

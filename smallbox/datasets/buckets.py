@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SmallboxError
+from ..errors import SmallboxError
 
 COCO_THRESHOLDS = (32.0**2, 96.0**2)
 BUCKET_NAMES = ("small", "medium", "large")

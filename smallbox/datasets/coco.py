@@ -6,8 +6,6 @@ of a file are reported together (up to ``MAX_LISTED``) so a user fixes them in o
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import os
 from collections import Counter
@@ -16,7 +14,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .errors import SmallboxError
+from ..errors import SmallboxError
+from ..fileio import read_json
 
 MAX_LISTED = 20
 OUT_OF_BOUNDS = ("error", "clip")
@@ -83,19 +82,6 @@ class CocoDataset:
         data["images"] = [im for im in self.images if im["id"] in keep]
         data["annotations"] = [a for a in self.annotations if a["image_id"] in keep]
         return CocoDataset(self.path, data, self.image_root)
-
-
-def read_json(path) -> object:
-    """Read a json or json.gz file; a parse error names the file and the position."""
-    path = Path(path)
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SmallboxError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        raise SmallboxError(f"{path}: not valid json ({e})") from None
 
 
 def load_coco(path, image_root=None, out_of_bounds: str = "error", check_files: bool = True) -> CocoDataset:

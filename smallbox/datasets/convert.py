@@ -22,26 +22,24 @@ import functools
 import json
 import os
 import shutil
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
+from ..errors import SmallboxError
+from ..fileio import atomic_folder
 from .boxes import xywh_abs_to_cxcywh_norm
 from .buckets import SizeBuckets
 from .coco import CocoDataset
-from .errors import SmallboxError
-from .manifest import MANIFEST_VERSION
+from .imagefiles import is_image_name
+from .manifest import MANIFEST_FILE, SECTION, DatasetSection, dump_data_yaml, read_data_yaml, write_manifest_text
 from .split import AreaRange, area_subset, bbox_areas, split_by_image
 
 PLACEMENTS = ("hardlink", "symlink", "copy")  # each falls back to the next
 LABEL_ROW = "%g %g %g %g %g\n"  # Ultralytics' convert_coco writes "%g" too: same bytes
-# ultralytics.data.utils.IMG_FORMATS (8.4): files with other suffixes are silently skipped there.
-YOLO_IMAGE_SUFFIXES = {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
 
 
 @dataclass
@@ -103,18 +101,11 @@ def convert_to_yolo(
     warnings += _unreadable_suffixes(splits[:2])
     bucket_sets = _bucket_sets(buckets, splits[0].data, warnings)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would become the dataset's
-    try:
+    with atomic_folder(out) as tmp:
         writer = _SplitWriter(tmp, category_ids, placement)
         with tqdm(total=sum(len(s.data["images"]) for s in splits), desc="convert", unit="img", disable=not progress) as bar:
             counts = {s.name: writer.write(s, bar) for s in splits}
         _write_yamls(tmp, out, train, writer.file_names, splits, area_ranges, bucket_sets)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
     return ConvertResult(out, counts, bucket_sets, writer.placed, warnings)
 
@@ -135,7 +126,7 @@ def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: floa
 
 
 def _unreadable_suffixes(splits: list[Split]) -> list[str]:
-    odd = sorted({im["file_name"] for s in splits for im in s.data["images"] if im["file_name"].rsplit(".", 1)[-1].lower() not in YOLO_IMAGE_SUFFIXES})
+    odd = sorted({im["file_name"] for s in splits for im in s.data["images"] if not is_image_name(im["file_name"])})
     return [f"{len(odd)} image(s) with a suffix Ultralytics does not read, e.g. {odd[:3]}"] if odd else []
 
 
@@ -270,36 +261,25 @@ def _write_json(obj, path: Path):
 
 def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets):
     classes = [{"index": i, "category_id": c, "name": train.category_names[c]} for i, c in enumerate(train.category_ids)]
-    manifest = {"version": MANIFEST_VERSION, "classes": classes, "splits": file_names}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1), encoding="utf-8")
+    (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names), encoding="utf-8")
     # every yaml lists the ground truth of every split: consumers look it up by split name
     # (YoloManifest.split_of_folder(data["val"]) -> "val-NAME")
-    coco = {s.name: f"annotations/{s.name}.json" for s in splits}
-    common = {
-        "path": str(out),
-        "nc": len(classes),
-        "names": {c["index"]: c["name"] for c in classes},
-    }
-    extra = {"manifest": "manifest.json", "coco": coco, "buckets": [b.to_dict() for b in bucket_sets]}
-    _write_yaml({**common, "train": "images/train", "val": "images/val", "smallbox": extra}, tmp / "data.yaml")
+    section = DatasetSection(out, {s.name: f"annotations/{s.name}.json" for s in splits}, bucket_sets)
+    common = {"path": str(out), "nc": len(classes), "names": {c["index"]: c["name"] for c in classes}}
+    (tmp / "data.yaml").write_text(dump_data_yaml(
+        {**common, "train": "images/train", "val": "images/val", SECTION: section.to_dict()}), encoding="utf-8")
     for r in area_ranges:
-        section = {**extra, "area_range": r.to_dict()}
-        data = {**common, "train": f"images/train-{r.name}", "val": f"images/val-{r.name}", "smallbox": section}
-        _write_yaml(data, tmp / f"data-{r.name}.yaml")
-
-
-def _write_yaml(data: dict, path: Path):
-    order = ("path", "train", "val", "nc", "names", "smallbox")
-    data = {k: data[k] for k in order}
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+        section.area_range = r.to_dict()
+        data = {**common, "train": f"images/train-{r.name}", "val": f"images/val-{r.name}", SECTION: section.to_dict()}
+        (tmp / f"data-{r.name}.yaml").write_text(dump_data_yaml(data), encoding="utf-8")
 
 
 def _is_converted_dataset(folder: Path) -> bool:
     try:
-        data = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_data_yaml(folder / "data.yaml")
+    except SmallboxError:
         return False
-    return isinstance(data, dict) and "smallbox" in data and (folder / "manifest.json").is_file()
+    return SECTION in data and (folder / MANIFEST_FILE).is_file()
 
 
 def _check_replaceable(out: Path):
@@ -309,18 +289,3 @@ def _check_replaceable(out: Path):
     if out.is_dir() and not out.is_symlink() and (not any(out.iterdir()) or _is_converted_dataset(out)):
         return
     raise SmallboxError(f"{out}: exists and is not a dataset written by `smallbox convert`; refusing to replace it (remove it or choose another --out)")
-
-
-def _publish(tmp: Path, out: Path):
-    """Rename the finished folder into place; an earlier one is removed only after that."""
-    if not os.path.lexists(out):
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

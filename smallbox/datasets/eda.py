@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import SmallboxError
+from ..fileio import atomic_folder
+from .boxtable import LARGE_DATASET, BoxTable, box_table, boxes_per_image
 from .buckets import BUCKET_NAMES, SizeBuckets
 from .coco import CocoDataset
-from .errors import SmallboxError
 
-# Above this many boxes the work is slow enough (seconds) to deserve a progress bar.
-LARGE_DATASET = 100_000
 # A COCO bucket holding less than this share of the boxes gives an AP that rests on too few
 # boxes (the source report's AP_small of 0.010 vs 0.021 was such a number).
 UNEVEN_FRACTION = 0.10
@@ -32,69 +28,6 @@ PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 # One cell of the stride-8 P3 map of YOLO / FPN: boxes smaller than that at training size are
 # hard to localise at all.
 STRIDE_SMALLEST = 8
-
-
-@dataclass
-class BoxTable:
-    """One row per non-crowd box, as arrays of shape ``[N]``.
-
-    ``image_ids`` / ``category_ids`` are COCO ids; ``x, y, width, height`` the bbox in
-    ``xywh_abs`` (original pixels); ``image_width`` / ``image_height`` the size of the image the box lies in.
-    """
-
-    image_ids: np.ndarray
-    category_ids: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    width: np.ndarray
-    height: np.ndarray
-    image_width: np.ndarray
-    image_height: np.ndarray
-    area_field: np.ndarray  # the json's ``area`` (what pycocotools buckets by), NaN where absent
-    all_image_ids: np.ndarray  # every image of the json, shape ``[I]``
-    category_names: dict
-    crowd: int
-
-    @property
-    def area(self) -> np.ndarray:
-        return self.width * self.height
-
-    def __len__(self) -> int:
-        return len(self.width)
-
-
-def box_table(dataset: CocoDataset, progress: bool | None = None) -> BoxTable:
-    """Collect the boxes of a validated dataset into arrays (one pass over the annotations)."""
-    anns = dataset.annotations
-    progress = len(anns) >= LARGE_DATASET if progress is None else progress
-    sizes = {im["id"]: (im["width"], im["height"]) for im in dataset.images}
-    rows, crowd = [], 0
-    for a in _maybe_tqdm(anns, progress, "reading boxes"):
-        if a.get("iscrowd", 0):
-            crowd += 1
-            continue
-        x, y, w, h = a["bbox"]
-        area = a.get("area")
-        rows.append((a["image_id"], a["category_id"], x, y, w, h, *sizes[a["image_id"]], area if area is not None else math.nan))
-    if not rows:
-        raise SmallboxError(f"{dataset.path}: no (non-crowd) boxes to analyse")
-    cols = np.array(rows, dtype=np.float64).T
-    return BoxTable(
-        image_ids=cols[0].astype(np.int64),
-        category_ids=cols[1].astype(np.int64),
-        x=cols[2], y=cols[3], width=cols[4], height=cols[5], image_width=cols[6], image_height=cols[7], area_field=cols[8],
-        all_image_ids=np.array([im["id"] for im in dataset.images], dtype=np.int64),
-        category_names={c["id"]: c["name"] for c in sorted(dataset.categories, key=lambda c: c["id"])},
-        crowd=crowd,
-    )
-
-
-def _maybe_tqdm(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, unit="box", unit_scale=True, leave=False)
 
 
 def bucket_sets(table: BoxTable, spec: str = "coco") -> tuple[list[SizeBuckets], SizeBuckets]:
@@ -177,13 +110,6 @@ def summarize(table: BoxTable, sets: list[SizeBuckets], chosen: SizeBuckets, sou
     return summary
 
 
-def boxes_per_image(table: BoxTable) -> np.ndarray:
-    """Number of boxes of every image of the json (images without boxes give 0), shape ``[I]``."""
-    sorter = np.argsort(table.all_image_ids)
-    positions = sorter[np.searchsorted(table.all_image_ids, table.image_ids, sorter=sorter)]
-    return np.bincount(positions, minlength=table.all_image_ids.size)
-
-
 def _category_stats(table: BoxTable) -> list[dict]:
     out = []
     for cid, name in table.category_names.items():
@@ -264,7 +190,7 @@ def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 6
     sets, chosen = bucket_sets(table, buckets)
     summary = summarize(table, sets, chosen, str(dataset.path), imgsz)
     progress = len(table) >= LARGE_DATASET if progress is None else progress
-    with _atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir) as tmp:
         summary["plots"] = eda_plots.write_plots(table, sets, chosen, tmp, dataset=dataset, progress=progress)
         _write_json(summary, tmp / "summary.json")
         (tmp / "summary.md").write_text(format_markdown(summary), encoding="utf-8")
@@ -274,26 +200,6 @@ def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 6
 def _check_replaceable(out_dir: Path):
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "summary.json").is_file())):
         raise SmallboxError(f"{out_dir}: exists and is not an earlier EDA output (no summary.json): give an empty or new folder")
-
-
-@contextmanager
-def _atomic_folder(path: Path):
-    """Yield a temporary sibling folder to write into; on success it takes the place of ``path``
-    (an earlier ``path`` is moved aside first and deleted last), on failure it is deleted."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-        path.replace(old / "out")
-    tmp.replace(path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_json(obj, path: Path):

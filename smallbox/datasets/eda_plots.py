@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .buckets import BUCKET_NAMES, SizeBuckets
-from .eda import BoxTable, boxes_per_image
+from .boxtable import BoxTable, boxes_per_image
 
 # The source report clipped its histogram here to see the bulk of the boxes.
 CLIP_AREA = 100_000

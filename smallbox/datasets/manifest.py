@@ -1,8 +1,9 @@
-"""The manifest written by ``smallbox convert`` beside ``data.yaml``: how to come back from a
-YOLO dataset (file names, class indices) to the original COCO image and category ids.
+"""What ``smallbox convert`` writes beside the YOLO dataset, and the one place that reads it back:
+the ``smallbox:`` section of ``data.yaml`` and ``manifest.json`` (how to come back from file names
+and class indices to the original COCO image and category ids).
 
-``data.yaml`` (read by Ultralytics; the ``smallbox`` key is kept and reaches
-``trainer.data`` / ``validator.data``)::
+``data.yaml`` (read by Ultralytics; the ``smallbox`` key is kept and reaches ``trainer.data`` /
+``validator.data``)::
 
     path: /abs/out
     train: images/train
@@ -11,8 +12,10 @@ YOLO dataset (file names, class indices) to the original COCO image and category
     names: {0: open, 1: short, ...}
     smallbox:
       manifest: manifest.json                      # relative to `path`
-      coco: {train: annotations/train.json, val: annotations/val.json}   # ground truth, original ids
+      coco: {train: annotations/train.json, val: annotations/val.json, ...}   # ground truth, original ids
       buckets: [{name: coco, thresholds: [1024.0, 9216.0]}, {name: fit, thresholds: [...]}]
+      area_range: {name: small, min_area: 0, max_area: 1024}   # data-NAME.yaml of a per-area split only
+      fitness: fit/AP_small                        # optional, added by the user: best-model metric
 
 ``manifest.json``::
 
@@ -24,15 +27,70 @@ YOLO dataset (file names, class indices) to the original COCO image and category
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from ..errors import SmallboxError
+from ..fileio import read_json
 from .buckets import SizeBuckets
-from .errors import SmallboxError
 
 MANIFEST_VERSION = 1
+SECTION = "smallbox"
+MANIFEST_FILE = "manifest.json"
+DATA_YAML_KEYS = ("path", "train", "val", "nc", "names", SECTION)
+
+
+@dataclass
+class DatasetSection:
+    """The ``smallbox:`` section of a data.yaml.
+
+    Attributes:
+        root: the dataset folder (data.yaml's ``path``); ``manifest`` and ``coco`` are relative to it.
+        coco: ``{split: ground-truth json}`` for every split of the dataset (relative paths).
+        buckets: size bucket sets, COCO's first.
+        area_range: ``{name, min_area, max_area}`` of a per-area split's yaml, else None.
+        fitness: the results.csv column that picks best.pt, if the user set one.
+    """
+
+    root: Path
+    coco: dict[str, str]
+    buckets: list[SizeBuckets]
+    manifest: str = MANIFEST_FILE
+    area_range: dict | None = None
+    fitness: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"manifest": self.manifest, "coco": dict(self.coco), "buckets": [b.to_dict() for b in self.buckets]}
+        if self.area_range is not None:
+            out["area_range"] = dict(self.area_range)
+        if self.fitness:
+            out["fitness"] = self.fitness
+        return out
+
+    def ground_truth(self, split: str) -> Path | None:
+        """Absolute path of a split's ground-truth json (None when the dataset has no such split)."""
+        return self.root / self.coco[split] if split in self.coco else None
+
+    def bucket_set(self, name: str) -> SizeBuckets | None:
+        return next((b for b in self.buckets if b.name == name), None)
+
+
+def dataset_section(data: dict, source="data.yaml") -> DatasetSection | None:
+    """The ``smallbox:`` section of a parsed data.yaml (Ultralytics' ``trainer.data``, whose
+    ``path`` is absolute), or None for a plain YOLO dataset."""
+    extra = data.get(SECTION)
+    if extra is None:
+        return None
+    if not isinstance(extra, dict) or "manifest" not in extra:
+        raise SmallboxError(f"{source}: the `{SECTION}:` section is not one written by `smallbox convert`")
+    try:
+        buckets = [SizeBuckets.from_dict(b) for b in extra.get("buckets", [])] or [SizeBuckets.coco()]
+    except (KeyError, TypeError) as e:
+        raise SmallboxError(f"{source}: {SECTION}.buckets: {e}") from None
+    return DatasetSection(Path(str(data.get("path", "."))), dict(extra.get("coco") or {}), buckets,
+                          extra["manifest"], extra.get("area_range"), extra.get("fitness"))
 
 
 @dataclass
@@ -45,6 +103,7 @@ class YoloManifest:
         splits: ``{split: {file name: COCO image id}}``.
         coco: ``{split: path of the COCO ground truth of that split}`` (absolute).
         buckets: size bucket sets, COCO's first.
+        section: the data.yaml section it was read through.
     """
 
     root: Path
@@ -52,6 +111,7 @@ class YoloManifest:
     splits: dict[str, dict[str, int]]
     coco: dict[str, Path]
     buckets: list[SizeBuckets]
+    section: DatasetSection | None = field(default=None, repr=False)
 
     @property
     def category_ids(self) -> list[int]:
@@ -71,36 +131,54 @@ class YoloManifest:
         return name if name in self.splits else None
 
 
+def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]]) -> dict:
+    return {"version": MANIFEST_VERSION, "classes": classes, "splits": splits}
+
+
 def read_data_yaml(path) -> dict:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SmallboxError(f"{path}: no such file") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise SmallboxError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise SmallboxError(f"{path}: expected a mapping")
     return data
 
 
+def dump_data_yaml(data: dict) -> str:
+    """The text of a data.yaml, keys in Ultralytics' usual order."""
+    ordered = {k: data[k] for k in DATA_YAML_KEYS if k in data}
+    return yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True, width=1000)
+
+
 def load_manifest(data) -> YoloManifest:
-    """The manifest of a converted dataset, from its data.yaml path or the parsed dict
-    (Ultralytics' ``trainer.data``, whose ``path`` is absolute)."""
-    source = data if isinstance(data, (str, Path)) else "data.yaml"
+    """The manifest of a converted dataset, from its data.yaml path or the parsed dict."""
+    source = data if isinstance(data, (str, Path)) else data.get("yaml_file", "data.yaml")
     if isinstance(data, (str, Path)):
         data = read_data_yaml(data)
-    extra = data.get("smallbox")
-    if not isinstance(extra, dict) or "manifest" not in extra:
-        raise SmallboxError(f"{source}: no `smallbox:` section; write the dataset with `smallbox convert`")
-    root = Path(data["path"])
-    manifest_path = root / extra["manifest"]
+    section = dataset_section(data, source)
+    if section is None:
+        raise SmallboxError(f"{source}: no `{SECTION}:` section; write the dataset with `smallbox convert`")
+    manifest_path = section.root / section.manifest
+    m = read_json(manifest_path)
+    if not isinstance(m, dict) or m.get("version") != MANIFEST_VERSION:
+        raise SmallboxError(f"{manifest_path}: unsupported manifest version {m.get('version') if isinstance(m, dict) else m!r}")
+    coco = {split: section.ground_truth(split) for split in section.coco}
+    return YoloManifest(section.root, m["classes"], m["splits"], coco, section.buckets, section)
+
+
+def manifest_of_data_file(data) -> YoloManifest | None:
+    """The manifest of the data YAML a model was trained on (kept in its checkpoint), if any."""
+    if not data or not str(data).endswith((".yaml", ".yml")) or not Path(str(data)).is_file():
+        return None
     try:
-        m = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SmallboxError(f"{manifest_path}: manifest not found") from None
-    if m.get("version") != MANIFEST_VERSION:
-        raise SmallboxError(f"{manifest_path}: unsupported manifest version {m.get('version')}")
-    buckets = [SizeBuckets.from_dict(b) for b in extra.get("buckets", [])] or [SizeBuckets.coco()]
-    coco = {split: root / p for split, p in extra.get("coco", {}).items()}
-    return YoloManifest(root, m["classes"], m["splits"], coco, buckets)
+        return load_manifest(data)
+    except SmallboxError:
+        return None
+
+
+def write_manifest_text(classes: list[dict], splits: dict) -> str:
+    return json.dumps(manifest_dict(classes, splits), sort_keys=True, indent=1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SmallboxError
+from ..errors import SmallboxError
 
 AREA_SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 

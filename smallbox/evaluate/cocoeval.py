@@ -12,13 +12,12 @@ import contextlib
 import io
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset, load_coco
-from .predictions import load_predictions
+from ..predictions.files import load_predictions
 
 BACKENDS = ("faster", "pycocotools")
 METRIC_KEYS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
 
 # COCOeval.Params' thresholds, built the same way so the floats are identical.
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -109,6 +109,26 @@ def greedy_match(iou: np.ndarray, gt_ignored: np.ndarray, gt_crowd: np.ndarray, 
         matched_ignored[hit, d] = gt_ignored[g]
         taken[np.flatnonzero(hit), g] = True
     return matched, matched_ignored
+
+
+def match_pairs(iou: np.ndarray, thr: float) -> np.ndarray:
+    """``[G]`` index of the detection matched to each ground-truth box (``-1``: none), by
+    :func:`greedy_match`'s rule at one IoU threshold (no crowd or ignored boxes).
+
+    Args:
+        iou: ``[D, G]``, detections by descending score.
+    """
+    n_d, n_g = iou.shape
+    det_of_gt = np.full(n_g, -1)
+    thr_arr = np.array([min(thr, 1 - 1e-10)])
+    none = np.zeros(n_g, bool)
+    taken = np.zeros((1, n_g), bool)
+    for d in range(n_d):
+        g = int(_best_available(iou[d], thr_arr, taken, none, none)[0])
+        if g >= 0:
+            det_of_gt[g] = d
+            taken[0, g] = True
+    return det_of_gt
 
 
 def _best_available(iou_row, thr, taken, ignored, crowd) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from ...datasets import CocoDataset
 from ...datasets.boxes import xywh_abs_to_xyxy_abs
-from ...datasets.errors import SmallboxError
+from ...errors import SmallboxError
 from .losses import TARGET_AREA_KEY
 
 
@@ -71,9 +71,10 @@ class CocoDetection(Dataset):
     Crowd boxes are left out, as in the YOLO export.
     """
 
-    def __init__(self, coco: CocoDataset, category_ids: list[int], transform=None):
+    def __init__(self, coco: CocoDataset, category_ids: list[int], transform=None, image_files: dict | None = None):
         self.coco = coco
         self.transform = transform
+        self.image_files = image_files  # {image id: path} where file_name is not relative to the image root
         self.label_of = {cid: i + 1 for i, cid in enumerate(category_ids)}
         self.by_image = coco.annotations_by_image()
 
@@ -83,7 +84,7 @@ class CocoDetection(Dataset):
     def load_image(self, index: int) -> np.ndarray:
         """``[H, W, 3]`` uint8 RGB."""
         image = self.coco.images[index]
-        path = self.coco.image_path(image)
+        path = self.image_files[image["id"]] if self.image_files else self.coco.image_path(image)
         try:
             with Image.open(path) as im:
                 return np.array(im.convert("RGB"))

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ...datasets.boxes import xyxy_abs_to_xywh_abs
-from ...datasets.errors import SmallboxError
+from ...errors import SmallboxError
+from ...predictions import to_coco_results
 from .data import collate
 from .dist import Context, gather_lists
 
@@ -88,15 +88,14 @@ def train_one_epoch(model, optimizer, scheduler, scaler, loader, ctx: Context, t
     return {k: v / max(1, n) for k, v in sums.items()}
 
 
-def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
+def detections_to_coco(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
     """A torchvision detection output (``boxes`` [N, 4] xyxy_abs of the original image,
     ``labels`` [N] 1..K, ``scores`` [N]) -> COCO results with the original ids. RetinaNet's
     sigmoid head also scores label 0 (background, never a positive target): dropped."""
     keep = output["labels"] > 0
-    boxes = xyxy_abs_to_xywh_abs(output["boxes"][keep].detach().cpu().double().numpy())
-    labels, scores = output["labels"][keep].tolist(), output["scores"][keep].tolist()
-    return [{"image_id": image_id, "category_id": category_ids[lab - 1], "bbox": [round(float(v), 2) for v in box],
-             "score": round(float(s), 5)} for box, lab, s in zip(boxes, labels, scores)]
+    boxes = output["boxes"][keep].detach().cpu().double().numpy()
+    return to_coco_results(boxes, output["scores"][keep].detach().cpu().numpy(),
+                           output["labels"][keep].cpu().numpy() - 1, image_id, category_ids)
 
 
 @torch.inference_mode()
@@ -111,5 +110,5 @@ def predict(model, dataset, ctx: Context, category_ids: list[int], batch: int = 
     for images, targets in tqdm(loader, desc="predict", disable=not ctx.main, dynamic_ncols=True, leave=False):
         outputs = model([im.to(ctx.device) for im in images])
         for out, t in zip(outputs, targets):
-            preds += to_coco_results(out, t["image_id"], category_ids)
+            preds += detections_to_coco(out, t["image_id"], category_ids)
     return gather_lists(ctx, preds)

@@ -20,7 +20,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
 from ...datasets import SizeBuckets
-from ...datasets.errors import SmallboxError
+from ...errors import SmallboxError
 
 TARGET_AREA_KEY = "orig_area"
 

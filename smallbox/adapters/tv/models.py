@@ -18,7 +18,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FeaturePyramidNetwork, misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-from ...datasets.errors import SmallboxError
+from ...errors import SmallboxError
 from .losses import BoxSizeWeights, enable_size_weights
 
 ARCHS = ("faster_rcnn", "retinanet")

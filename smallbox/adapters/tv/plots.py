@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...fileio import atomic_path
 
 
 def plot_results(rows: list[dict], metric_columns: list[str], path: Path) -> Path | None:
@@ -25,8 +26,7 @@ def plot_results(rows: list[dict], metric_columns: list[str], path: Path) -> Pat
     if ax_ap.lines:
         ax_ap.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(path)
     return path

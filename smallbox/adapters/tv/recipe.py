@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ...datasets.errors import SmallboxError
+from ...errors import SmallboxError
 
 DEFAULTS: dict = {
     "model": {

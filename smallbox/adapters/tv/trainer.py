@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import os
 import random
 import time
 from pathlib import Path
@@ -24,11 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from ...datasets import SizeBuckets, load_coco
 from ...callbacks.coco_metrics import flatten_metrics, metric_columns
-from ...datasets.errors import SmallboxError
-from ...evaluate import evaluate, write_json_atomic
-from ...evaluate.export import write_text_atomic
+from ...datasets import SizeBuckets, load_coco
+from ...errors import SmallboxError
+from ...evaluate import evaluate
+from ...fileio import atomic_path, write_text_atomic
+from ...predictions import write_predictions
+from ...runfolder import PREDICTIONS_JSON, RESULTS_CSV, TV_RECIPE, write_run_info
 from . import dist
 from .data import CocoDetection, build_augmentation, collate, filter_by_area, seed_worker
 from .engine import build_optimizer, lr_factor, predict, train_one_epoch
@@ -98,9 +99,8 @@ def seed_everything(seed: int) -> None:
 
 
 def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path) -> dict:
@@ -201,7 +201,7 @@ class Trainer:
     def fit(self) -> Path:
         if self.ctx.main:
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(dump_recipe(self.cfg), self.dir / "recipe.yaml")
+            write_text_atomic(dump_recipe(self.cfg), self.dir / TV_RECIPE)
             self.write_run_info(predictions=None)
         self.log(f"{self.cfg['model']['arch']} {self.cfg['model']['backbone']}: {len(self.data.train)} train / "
                  f"{len(self.data.val)} val images, {len(self.data.category_ids)} classes, device {self.ctx.device}"
@@ -262,7 +262,7 @@ class Trainer:
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        write_text_atomic(out.getvalue(), self.dir / "results.csv")
+        write_text_atomic(out.getvalue(), self.dir / RESULTS_CSV)
         plot_results(self.rows, self.columns, self.dir / "results.png")
 
     def finish(self) -> None:
@@ -277,8 +277,8 @@ class Trainer:
                 self.model.load_state_dict(load_checkpoint(best)["model"])
             preds = self.validate()[1]
         if self.ctx.main:
-            write_json_atomic(preds, self.dir / "predictions.json")
-            self.write_run_info(predictions="predictions.json")
+            write_predictions(preds, self.dir / PREDICTIONS_JSON)
+            self.write_run_info(predictions=PREDICTIONS_JSON)
             self.log(f"best {self.best['metric']} {self.best['value']} at epoch {self.best['epoch']}; "
                      f"wrote {self.dir / 'predictions.json'} ({len(preds)} boxes)")
 
@@ -288,8 +288,11 @@ class Trainer:
                 "epochs": int(self.t["epochs"]), "seed": int(self.t["seed"]), "data": str(self.cfg["data"]["train"]),
                 "val": str(self.cfg["data"]["val"]),
                 "buckets": [b.to_dict() for b in [SizeBuckets.coco(), *self.data.bucket_sets]],
-                "predictions": predictions, "best": self.best}
-        write_json_atomic(info, self.dir / "smallbox.json")
+                "predictions": predictions, "best": self.best,
+                "evaluation": {"score_thresh": m["score_thresh"], "nms_thresh": m["nms_thresh"],
+                               "detections_per_img": m["detections_per_img"], "min_size": m["min_size"],
+                               "max_size": m["max_size"]}}
+        write_run_info(self.dir, info)
 
 
 def train(recipe_path, overrides=()) -> Path:

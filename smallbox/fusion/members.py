@@ -1,75 +1,13 @@
-"""The prediction files of an ensemble: read them (COCO results json or competition CSV), check
-that they describe the same images and classes, and parse per-member size gates."""
+"""The members of an ensemble: check that their predictions describe the same images and classes,
+and parse per-member size gates."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
-from ..datasets.coco import CocoDataset, read_json
-from ..datasets.errors import SmallboxError
 from ..datasets.split import parse_area_range
-from .export import read_competition_csv
-from .predictions import load_predictions
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-@dataclass
-class ImageSet:
-    """The images predicted on: COCO ``images`` entries (``id``, ``file_name``, ``width``,
-    ``height``) and the category ids (ascending; ``None`` when only the images are known)."""
-
-    images: list[dict]
-    category_ids: list[int] | None
-
-    @classmethod
-    def from_coco(cls, gt: CocoDataset) -> "ImageSet":
-        return cls(gt.images, gt.category_ids)
-
-    @classmethod
-    def from_folder(cls, folder) -> "ImageSet":
-        """Images of a folder; the id of an image is its file stem, an int when it is numeric, as
-        in Ultralytics' ``predictions.json``."""
-        from PIL import Image
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise SmallboxError(f"{folder}: image folder does not exist")
-        images = []
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            with Image.open(path) as im:
-                width, height = im.size
-            stem = path.stem
-            images.append({"id": int(stem) if stem.isdigit() else stem, "file_name": path.name,
-                           "width": width, "height": height})
-        if not images:
-            raise SmallboxError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        return cls(images, None)
-
-    @property
-    def ids(self) -> list:
-        return [im["id"] for im in self.images]
-
-    def file_names(self) -> dict:
-        return {im["id"]: im["file_name"] for im in self.images}
-
-
-def read_member(path, image_set: ImageSet) -> list[dict]:
-    """One model's predictions, validated against the image set; an empty file is an error."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        if image_set.category_ids is None:
-            raise SmallboxError(f"{path}: a competition CSV needs --gt (file names -> image ids, labels -> category ids)")
-        by_name = {im["file_name"]: im["id"] for im in image_set.images}
-        preds = read_competition_csv(path, by_name, image_set.category_ids)
-    else:
-        preds = read_json(path)
-    if isinstance(preds, list) and not preds:
-        raise SmallboxError(f"{path}: no predictions (empty file)")
-    return load_predictions(preds, image_set.ids, image_set.category_ids, name=str(path))
+from ..errors import SmallboxError
 
 
 def check_members(members: list[list[dict]], paths: list) -> None:

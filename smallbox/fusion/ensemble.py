@@ -29,7 +29,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
+from ..predictions.results import to_coco_results
 
 METHODS = ("wbf", "nms", "soft-nms", "nmw")
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -609,13 +610,11 @@ def to_detections(members: list[list[dict]], image_index: dict, sizes: np.ndarra
 
 
 def to_coco(fused: Fused, image_ids: list, sizes: np.ndarray) -> list[dict]:
-    """COCO results of fused detections: corners multiplied back by the image size, then xywh_abs."""
-    wh = np.tile(sizes[fused.image], 2)
-    xyxy = fused.xyxy_norm * wh
-    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1).tolist()
+    """COCO results of fused detections: corners multiplied back by the image size (labels are
+    category ids already)."""
+    xyxy_abs = fused.xyxy_norm * np.tile(sizes[fused.image], 2)
     ids = [image_ids[i] for i in fused.image.tolist()]
-    return [{"image_id": i, "category_id": c, "bbox": b, "score": s}
-            for i, c, b, s in zip(ids, fused.label.tolist(), xywh, fused.score.tolist())]
+    return to_coco_results(xyxy_abs, fused.score, fused.label, ids)
 
 
 def gate(preds: list[dict], area_range) -> list[dict]:

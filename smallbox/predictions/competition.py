@@ -1,46 +1,29 @@
-"""Prediction exports: COCO results json (original ids) and the competition CSV.
-
-The competition CSV has columns ``PredictionString,image_id``: ``image_id`` is the image's file
-name and ``PredictionString`` is ``label score xmin ymin xmax ymax ...`` (xyxy_abs pixels,
-``label`` the class index = position of the category id in ascending order).
-"""
+"""The competition CSV: columns ``PredictionString,image_id``, where ``image_id`` is the image's
+file name and ``PredictionString`` is ``label score xmin ymin xmax ymax ...`` (xyxy_abs pixels;
+``label`` is the class index, i.e. the position of the category id in ascending order)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
+from ..fileio import write_text_atomic
 
 CSV_COLUMNS = ("PredictionString", "image_id")
 
 
-def write_text_atomic(text: str, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def to_competition_csv(preds: list[dict], file_names: dict[int, str], class_index: dict[int, int]) -> str:
+def to_competition_csv(preds: list[dict], file_names: dict[int, str], category_ids: list[int]) -> str:
     """CSV text, one row per image of ``file_names`` (images without boxes get an empty string).
 
     Args:
         preds: COCO results (``bbox`` xywh_abs).
         file_names: ``{image id: file name}``, in the order rows are written.
-        class_index: ``{category id: label}``.
+        category_ids: every category id; ``label`` = position in ascending order.
     """
+    label_of = {cid: i for i, cid in enumerate(sorted(category_ids))}
     by_image = defaultdict(list)
     for p in preds:
         by_image[p["image_id"]].append(p)
@@ -51,13 +34,13 @@ def to_competition_csv(preds: list[dict], file_names: dict[int, str], class_inde
         parts = []
         for p in sorted(by_image.get(image_id, []), key=lambda p: -p["score"]):
             x, y, w, h = p["bbox"]
-            parts.append(f"{class_index[p['category_id']]} {p['score']:.6g} {x:.6g} {y:.6g} {x + w:.6g} {y + h:.6g}")
+            parts.append(f"{label_of[p['category_id']]} {p['score']:.6g} {x:.6g} {y:.6g} {x + w:.6g} {y + h:.6g}")
         writer.writerow([" ".join(parts), name])
     return out.getvalue()
 
 
-def write_competition_csv(preds, path, file_names: dict[int, str], class_index: dict[int, int]) -> Path:
-    return write_text_atomic(to_competition_csv(preds, file_names, class_index), path)
+def write_competition_csv(preds, path, file_names: dict[int, str], category_ids: list[int]) -> Path:
+    return write_text_atomic(to_competition_csv(preds, file_names, category_ids), path)
 
 
 def read_competition_csv(path, image_ids: dict[str, int], category_ids: list[int]) -> list[dict]:
@@ -65,9 +48,10 @@ def read_competition_csv(path, image_ids: dict[str, int], category_ids: list[int
 
     Args:
         image_ids: ``{file name: image id}``.
-        category_ids: ``category_ids[label]`` is the COCO category id.
+        category_ids: every category id; label ``i`` is the ``i``-th smallest.
     """
     path = Path(path)
+    category_ids = sorted(category_ids)
     preds = []
     try:
         rows = list(csv.DictReader(path.open(encoding="utf-8", newline="")))
@@ -87,6 +71,8 @@ def read_competition_csv(path, image_ids: dict[str, int], category_ids: list[int
                 label = int(values[i])
                 score, x0, y0, x1, y1 = map(float, values[i + 1 : i + 6])
                 category_id = category_ids[label]
+                if label < 0:
+                    raise IndexError
             except (ValueError, IndexError):
                 raise SmallboxError(f"{path}:{line}: bad box {' '.join(values[i:i + 6])!r} for {name!r}") from None
             preds.append({"image_id": image_ids[name], "category_id": category_id,

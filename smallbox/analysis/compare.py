@@ -2,7 +2,7 @@
 
 A ground-truth box is *found* by a model when one of its detections of the same class, with a
 score of at least ``score_thr``, is matched to it at IoU >= ``iou`` (greedy by score, one
-detection per box, as COCO matches). Detections above the threshold matched to nothing are false
+detection per box: COCO's own matching, :func:`smallbox.evaluate.matching.match_pairs`). Detections above the threshold matched to nothing are false
 positives, bucketed by their own area. Crowd boxes are left out (COCO ignores them). For every
 box one model misses, the crop shows the other model's box and the missing model's closest box of
 that class at any score, which tells a low score (it was there) from a bad or absent box.
@@ -21,27 +21,14 @@ from tqdm import tqdm
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset
-from ..datasets.errors import SmallboxError
-from .export import write_text_atomic
-from .matching import box_iou_xywh
-from .predictions import write_json_atomic
+from ..errors import SmallboxError
+from ..evaluate.matching import box_iou_xywh, match_pairs
+from ..fileio import atomic_path, write_json_atomic, write_text_atomic
 
 OUTCOMES = ("both", "a_only", "b_only", "neither")
 COLORS = {"GT": (0, 200, 0), "A": (30, 110, 255), "B": (255, 60, 30)}
 TILE = 160
 CAPTION = 30
-
-
-def greedy_pairs(iou: np.ndarray, thr: float) -> np.ndarray:
-    """``[G]`` index of the detection matched to each box (``-1``: none); ``iou [D, G]`` with
-    detections by descending score."""
-    n_d, n_g = iou.shape
-    det_of_gt = np.full(n_g, -1)
-    for d in range(n_d):
-        free = np.where(det_of_gt < 0, iou[d], -1.0)
-        if n_g and free.max() >= thr:
-            det_of_gt[int(np.argmax(free))] = d
-    return det_of_gt
 
 
 def _by_image_cat(items) -> dict:
@@ -90,7 +77,7 @@ def compare_predictions(gt: CocoDataset, preds_a: list, preds_b: list, buckets: 
             all_dets, all_xywh = _sorted_dets(dets[side].get((image_id, cat), []))
             kept = [i for i, d in enumerate(all_dets) if d["score"] >= score_thr]
             iou_all = box_iou_xywh(all_xywh, gt_xywh, np.zeros(len(boxes), bool))
-            det_of_gt = greedy_pairs(iou_all[kept], iou)
+            det_of_gt = match_pairs(iou_all[kept], iou)
             found[side] = [all_dets[kept[j]] if j >= 0 else None for j in det_of_gt]
             closest[side] = [all_dets[int(np.argmax(iou_all[:, g]))] if len(all_dets) and iou_all[:, g].max() > 0 else None
                              for g in range(len(boxes))]
@@ -245,9 +232,8 @@ def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buc
     curves = {names[0]: pr_curves_by_size(gt, preds_a, [buckets], iou), names[1]: pr_curves_by_size(gt, preds_b, [buckets], iou)}
     plot_pr_curves(curves, out / "pr_by_size.png", iou)
     sheet = contact_sheet(sections)
-    tmp = out / ".contact_sheet.tmp.png"
-    sheet.save(tmp)
-    tmp.replace(out / "contact_sheet.png")
+    with atomic_path(out / "contact_sheet.png") as tmp:
+        sheet.save(tmp)
     write_text_atomic(html_page(summary), out / "index.html")
     write_json_atomic(summary, out / "summary.json")
     return summary

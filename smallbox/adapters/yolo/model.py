@@ -4,26 +4,32 @@
   is built lazily by ``init_criterion``, also on the EMA copy, on resume and after NaN recovery,
   so this is the one place where a custom loss sticks);
 * gives timm backbones back their own BatchNorm eps (Ultralytics sets 1e-3 everywhere);
-* turns a channel mismatch between a backbone and its ``Index`` rows into a readable error.
+* turns a channel mismatch between a backbone and its ``Index`` rows into a readable error;
+* lets a model YAML start from another one: ``base: csp-yolov8s.yaml`` (relative to the YAML)
+  plus the top-level keys it replaces (``backbone``, ``head``, ``size_weighting``, ...).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
-from ..datasets.errors import SmallboxError
-from .register import register_modules
-from .size_loss import SizeWeighting, build_criterion, named_thresholds
-from .timm_backbone import TimmBackbone
+from ...errors import SmallboxError
+from ..size_weighting import SizeWeighting, named_thresholds
+from .layers import TimmBackbone
+from .loss import build_criterion
+from .register import register_layers
 
-register_modules()
+BASE_KEY = "base"
 
 
 class SmallboxDetectionModel(DetectionModel):
     """``DetectionModel`` built from a YAML path or dict; same constructor arguments."""
 
     def __init__(self, cfg="yolo26n.yaml", ch=3, nc=None, verbose=True):
-        cfg = cfg if isinstance(cfg, dict) else yaml_model_load(cfg)
+        register_layers()  # a YAML naming smallbox's layers parses in any process
+        cfg = resolve_base(cfg if isinstance(cfg, dict) else yaml_model_load(cfg))
         if named_thresholds(cfg) is None:  # a named set ("fit") is resolved later, by the trainer
             SizeWeighting.from_model_yaml(cfg)  # a bad size_weighting fails now, not at the first batch
         try:
@@ -64,3 +70,24 @@ def _raise_if_channel_mismatch(model, cfg: dict, error: Exception) -> None:
                     f"{cfg.get('yaml_file', 'model YAML')}: layer {i} Index{args} states {stated} channels but "
                     f"{backbone.name} output {index} has {actual} (channels {backbone.channels}, strides {backbone.strides})"
                 ) from error
+
+
+def resolve_base(cfg: dict, seen=()) -> dict:
+    """A model YAML dict with its ``base`` chain merged in: the base's keys, then this YAML's
+    (top-level keys replace the base's whole). Ultralytics reads the base's ``scale`` from the
+    derived file's name, so the merged dict keeps the derived ``yaml_file`` and ``scale``."""
+    base = cfg.get(BASE_KEY)
+    if not base:
+        return cfg
+    here = Path(str(cfg.get("yaml_file", "."))).parent
+    path = (here / str(base)).resolve()
+    if path in seen:
+        raise SmallboxError(f"{cfg.get('yaml_file', 'model YAML')}: `base:` files form a loop")
+    if not path.is_file():
+        raise SmallboxError(f"{cfg.get('yaml_file', 'model YAML')}: base: {base}: no such file (looked at {path})")
+    parent = resolve_base(yaml_model_load(str(path)), (*seen, path))
+    merged = {**parent, **{k: v for k, v in cfg.items() if k != BASE_KEY}}
+    if not cfg.get("scale") and parent.get("scale"):
+        merged["scale"] = parent["scale"]
+    return merged
+

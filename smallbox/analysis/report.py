@@ -20,11 +20,11 @@ from pathlib import Path
 import yaml
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
+from ..runfolder import MISSING, RESULTS_CSV, read_run_info
 
 CONFIG_KEYS = ("path", "model", "backbone", "imgsz", "epochs", "data")
 ULTRALYTICS_FALLBACK = {"coco/AP50": "metrics/mAP50(B)", "coco/AP": "metrics/mAP50-95(B)"}
-MISSING = "-"
 
 
 @dataclass
@@ -111,30 +111,6 @@ def _to_float(v) -> float:
         return math.nan
 
 
-def read_run_info(folder: Path) -> dict:
-    """``smallbox.json``, completed from Ultralytics' ``args.yaml`` where it lacks a key."""
-    info = {}
-    sb = folder / "smallbox.json"
-    if sb.is_file():
-        try:
-            info = json.loads(sb.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise SmallboxError(f"{sb}: not valid json ({e})") from None
-    args = folder / "args.yaml"
-    if args.is_file():
-        try:
-            ua = yaml.safe_load(args.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise SmallboxError(f"{args}: not valid yaml ({e})") from None
-        defaults = {"path": "yolo", "model": Path(str(ua.get("model", MISSING))).stem, "imgsz": ua.get("imgsz"),
-                    "epochs": ua.get("epochs"), "seed": ua.get("seed"), "data": ua.get("data")}
-        info = {**{k: v for k, v in defaults.items() if v is not None}, **info}
-    if not info:
-        raise SmallboxError(f"{folder}: neither smallbox.json nor args.yaml: not a training run folder")
-    info.setdefault("backbone", MISSING)
-    return info
-
-
 def load_run(folder, metric: str = "coco/AP", epoch: str = "best") -> Run:
     """A run with the metrics of its best epoch by ``metric`` (ties: the earliest) or, with
     ``epoch="last"``, of its last epoch."""
@@ -142,7 +118,7 @@ def load_run(folder, metric: str = "coco/AP", epoch: str = "best") -> Run:
     if not folder.is_dir():
         raise SmallboxError(f"{folder}: no such run folder")
     info = read_run_info(folder)
-    rows = read_results_csv(folder / "results.csv")
+    rows = read_results_csv(folder / RESULTS_CSV)
     fallback = _fill_fallback(rows)
     if metric not in rows[0]:
         known = ", ".join(k for k in rows[0] if "/" in k)
@@ -304,7 +280,7 @@ def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeB
     """``coco/AP_small`` -> ``("AP_small", COCO buckets)``; ``fit/AP_small`` -> the run's own
     ``fit`` thresholds (from ``smallbox.json``, else fitted on ``gt_areas``); None for a column
     the bootstrap does not compute."""
-    from .matching import METRICS
+    from ..evaluate.matching import METRICS
 
     prefix, _, name = column.partition("/")
     if name not in METRICS:
@@ -416,7 +392,7 @@ def pr_curves(groups: list[Group], gts: _GroundTruths) -> dict:
     """``{run name: {(set, bucket): precision [101]}}`` for every run with predictions and a
     known val ground truth."""
     from .plots import pr_curves_by_size
-    from .predictions import load_predictions
+    from ..predictions import load_predictions
 
     curves = {}
     for g in groups:
@@ -439,7 +415,7 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
     Returns ``{"markdown": text, "csv": text, "groups": [Group], "comparisons": [...], "files": [paths]}``.
     """
     from .plots import plot_ap_by_size, plot_pr_curves
-    from .export import write_text_atomic
+    from ..fileio import write_text_atomic
 
     runs = [load_run(d, metric, epoch) for d in run_dirs]
     names = [r.name for r in runs]

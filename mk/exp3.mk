@@ -1,3 +1,18 @@
+# Experiment 3, small-box specialist + ensemble (docs/ensemble.md).
+DATA_SMALL ?= $(dir $(DATA))data-small.yaml
+.PHONY: exp3-specialist tv-exp3
+
+exp3-specialist: setup need-data  ## experiment 3: a YOLO specialist on data-small.yaml, predicting the full val split
+	@test -f "$(DATA_SMALL)" || { echo "DATA_SMALL=$(DATA_SMALL): no such file (smallbox convert ... --split small:0:32^2)"; exit 2; }
+	$(call yolo_train,exp3-specialist.yaml,exp3-specialist,$(MODEL),$(DATA_SMALL))
+	@# its predictions on the FULL val split, for ensembling with the full model (smallbox ensemble)
+	$(SMALLBOX) yolo val cfg=recipes/exp3-specialist.yaml model=$(YOLO_RUNS)/exp3-specialist/weights/best.pt data=$(DATA) project=$(abspath $(YOLO_RUNS)) name=exp3-specialist-val-full exist_ok=True $(ARGS)
+
+tv-exp3: setup  ## experiment 3 on torchvision: RetinaNet EfficientNet-B3-FPN specialists on boxes < 32² and < 96²
+	$(call tv_train,retinanet_effb3_small,retinanet_effb3_small)
+	$(call tv_train,retinanet_effb3_medium,retinanet_effb3_medium)
+
+# The whole experiment in one target:
 # Experiment 3 end to end (docs/ensemble.md): per-area split -> a small-box specialist and a full
 # model (YOLO path) -> both predict the whole val split -> ensembles with and without size
 # gating (NMS and WBF) -> `smallbox eval` of each member and each ensemble, by size.
@@ -5,8 +20,6 @@
 # Defaults run in a few minutes on CPU on the bundled DeepPCB data (tiny random-init model, 3
 # epochs at 160 px): they show the pipeline, not a result. For real runs set EXP3_MODEL (a model
 # YAML or local .pt), EXP3_EPOCHS, EXP3_IMGSZ and EXP3_ARGS (e.g. "device=0 batch=16").
-# (mk/yolo.mk's `exp3-specialist` trains the specialist alone; this target runs the whole
-# experiment, so it has its own name.)
 DATA_JSON ?= data/deeppcb/annotations/train.json
 IMAGES ?= data/deeppcb/images
 VAL_JSON ?= data/deeppcb/annotations/val.json
@@ -29,7 +42,7 @@ EXP3_ENSEMBLE = $(PY) -m smallbox ensemble $(EXP3_PREDS) --gt $(EXP3_GT)
 
 .PHONY: exp3
 
-exp3: setup
+exp3: setup  ## experiment 3 end to end: split, specialist + full model, NMS/WBF with and without gating, one table
 	$(PY) -m smallbox convert $(DATA_JSON) --images $(IMAGES) $(if $(VAL_JSON),--val $(VAL_JSON)) --out $(EXP3_DATA) --split $(EXP3_SMALL)
 	$(call exp3_train,specialist,$(EXP3_DATA)/data-$(EXP3_SPLIT_NAME).yaml)
 	$(call exp3_train,full,$(EXP3_DATA)/data.yaml)

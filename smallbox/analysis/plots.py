@@ -4,8 +4,6 @@ bucket (from the per-image matches)."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -15,21 +13,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets  # noqa: E402
-from .matching import REC_THRS, match_images, precision_recall_curve  # noqa: E402
+from ..evaluate.matching import REC_THRS, match_images, precision_recall_curve  # noqa: E402
+from ..fileio import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path) -> Path:
     """Write a PNG through a temporary file and a rename: never half-written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from ..datasets.buckets import SizeBuckets
 from ..datasets.coco import CocoDataset, load_coco
-from ..datasets.errors import SmallboxError
-from .matching import average_precision, match_images, metric_range
-from .predictions import load_predictions
+from ..errors import SmallboxError
+from ..evaluate.matching import average_precision, match_images, metric_range
+from ..predictions import load_predictions
 
 B_BETTER = "B better"
 A_BETTER = "A better"

@@ -2,8 +2,9 @@
 (plus the whole image), shift the boxes back, merge duplicates per class.
 
 Any model plugs in through a ``predict_fn(image_bgr [H, W, 3] uint8) -> (xyxy_abs [N, 4],
-scores [N], labels [N])`` (labels: class indices); :func:`load_predict_fn` builds one for an
-Ultralytics YOLO model (``.pt`` / ``.yaml``) or a ``smallbox tv`` checkpoint.
+scores [N], labels [N])`` (labels: class indices);
+:func:`smallbox.adapters.predict_fn.load_predict_fn` builds one for an Ultralytics YOLO model
+(``.pt`` / ``.yaml``) or a ``smallbox tv`` checkpoint.
 
 Why not call SAHI: its tiling and merging are a few lines of array code, but its pipeline wraps
 every box in an ``ObjectPrediction`` object and predicts one tile per call. The tiles here are
@@ -14,12 +15,12 @@ compare both with SAHI itself.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..datasets.errors import SmallboxError
+from ..errors import SmallboxError
+from .overlap import ios_xyxy, iou_xyxy
 
 PredictFn = Callable[[np.ndarray], tuple]
 MERGES = ("greedy", "nms")
@@ -117,11 +118,8 @@ def merge_predictions(boxes, scores, labels, merge: str = "greedy", metric: str 
 
 def _metric_matrix(b: np.ndarray, metric: str) -> np.ndarray:
     """Pairwise IoU or IoS ``[N, N]`` (float32, as SAHI's matrix)."""
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    wh = np.maximum(0, np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2]))
-    inter = wh[..., 0] * wh[..., 1]
-    den = area[:, None] + area[None, :] - inter if metric == "iou" else np.minimum(area[:, None], area[None, :])
-    return np.divide(inter, den, out=np.zeros_like(inter), where=den > 0).astype(np.float32)
+    fn = iou_xyxy if metric == "iou" else ios_xyxy
+    return fn(b[:, None, :], b[None, :, :]).astype(np.float32)
 
 
 def _grow(box: np.ndarray, claimed: np.ndarray, metric: str, threshold: float) -> np.ndarray:
@@ -129,65 +127,3 @@ def _grow(box: np.ndarray, claimed: np.ndarray, metric: str, threshold: float) -
         if _metric_matrix(np.stack([box, other]), metric)[0, 1] >= threshold:
             box = np.concatenate([np.minimum(box[:2], other[:2]), np.maximum(box[2:], other[2:])])
     return box
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
-
-
-def load_predict_fn(model_path, conf: float = 0.25, imgsz: int = 640, device: str | None = None,
-                    iou: float = 0.7) -> PredictFn:
-    """A ``predict_fn`` for a YOLO model (``.pt`` weights or a model ``.yaml``, via Ultralytics)
-    or a ``smallbox tv`` checkpoint (``best.pt`` / ``last.pt`` of a tv run)."""
-    path = Path(model_path)
-    if not path.is_file() and path.suffix == ".pt":
-        raise SmallboxError(f"{path}: no such model file (nothing is downloaded)")
-    tv = _tv_checkpoint(path) if path.suffix == ".pt" else None
-    if tv is not None:
-        return _tv_predict_fn(tv, conf, device)
-    return _yolo_predict_fn(path, conf, imgsz, device, iou)
-
-
-def _yolo_predict_fn(path: Path, conf: float, imgsz: int, device, iou: float) -> PredictFn:
-    from ultralytics import YOLO
-
-    from .register import register_modules
-
-    register_modules()  # models built with smallbox's layers (timm backbones) load too
-    model = YOLO(str(path), task="detect")
-
-    def predict(image_bgr):
-        r = model.predict(image_bgr, imgsz=imgsz, conf=conf, iou=iou, device=device, verbose=False)[0]
-        return r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
-
-    return predict
-
-
-def _tv_checkpoint(path: Path):
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # an Ultralytics checkpoint (pickled classes): not a tv one
-        return None
-    return ckpt if isinstance(ckpt, dict) and "recipe" in ckpt and "model" in ckpt else None
-
-
-def _tv_predict_fn(ckpt: dict, conf: float, device) -> PredictFn:
-    import torch
-
-    from .tv.trainer import model_from_checkpoint
-
-    dev = torch.device(device if device not in (None, "", "auto") else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model_from_checkpoint(ckpt).to(dev).eval()
-
-    @torch.inference_mode()
-    def predict(image_bgr):
-        x = torch.from_numpy(np.ascontiguousarray(image_bgr[..., ::-1])).permute(2, 0, 1).float().div_(255)
-        out = model([x.to(dev)])[0]
-        keep = out["scores"] >= conf
-        # torchvision labels are 1..K (0 is background); class index = label - 1.
-        return (out["boxes"][keep].cpu().double().numpy(), out["scores"][keep].cpu().numpy(),
-                out["labels"][keep].cpu().numpy() - 1)
-
-    return predict

@@ -1,0 +1,73 @@
+"""``smallbox yolo predict``: Ultralytics' predictor, plus ``predictions.json`` (COCO results with
+the original ids, by :mod:`smallbox.predictions.images`' rule) and ``predictions.csv`` (the
+competition format) of every run on images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ultralytics.models.yolo.detect import DetectionPredictor
+from ultralytics.utils import LOGGER, RANK
+
+from ...callbacks.export import export_predictions
+from ...datasets.manifest import manifest_of_data_file
+from ...predictions import default_category_ids, index_folder, to_coco_results, write_images_json
+
+
+class SmallboxPredictor(DetectionPredictor):
+    """``DetectionPredictor`` that also writes predictions.json / .csv of every image run."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._records = []  # (path, xyxy_abs [N, 4], conf [N], cls [N]) per image
+
+    def stream_inference(self, source=None, model=None, *args, **kwargs):
+        self._records = []
+        yield from super().stream_inference(source, model, *args, **kwargs)
+        if RANK in {-1, 0} and _is_file_source(source if source is not None else self.args.source):
+            self._export()
+
+    def construct_results(self, preds, img, orig_imgs):
+        results = super().construct_results(preds, img, orig_imgs)
+        for r in results:
+            boxes = r.boxes
+            self._records.append((r.path, boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(), boxes.cls.cpu().numpy()))
+        return results
+
+    def _export(self):
+        if not self._records:
+            return
+        if getattr(self.dataset, "mode", "image") != "image":
+            LOGGER.warning("smallbox: predictions.json is written for image sources only (not video or streams)")
+            return
+        manifest = manifest_of_data_file(self.args.data)
+        paths = [r[0] for r in self._records]
+        index = index_folder(_source_folder(self.args.source, paths), files=paths)
+        known = manifest.category_ids if manifest else index.category_ids
+        category_ids = default_category_ids(len(self.model.names), known)
+        preds = []
+        for path, xyxy, conf, cls in self._records:
+            if index.knows(path):  # a folder file the ids json leaves out is not exported
+                preds += to_coco_results(xyxy, conf, cls, index.id_of(path), category_ids)
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        json_path, csv_path = export_predictions(self.save_dir, preds, index.file_names(), category_ids)
+        if index.source == "folder":
+            names = self.model.names
+            write_images_json(self.save_dir, index, [{"id": cid, "name": names[i]} for i, cid in enumerate(category_ids)])
+        LOGGER.info(f"smallbox: wrote {json_path} and {csv_path.name} ({len(preds)} boxes on {len(index.images)} images; "
+                    f"{index.note()}; conf>={self.args.conf}, iou={self.args.iou}, max_det={self.args.max_det}, "
+                    f"imgsz={self.args.imgsz})")
+
+
+def _is_file_source(source) -> bool:
+    """Images named on disk (a folder, file, glob or list file): in-memory arrays and streams get no export."""
+    return isinstance(source, (str, Path)) and not str(source).isdigit() and "://" not in str(source)
+
+
+def _source_folder(source, paths) -> Path:
+    """The folder file names are relative to: the source itself when it is a folder, else the
+    folder holding the predicted files."""
+    if source is not None and Path(str(source)).is_dir():
+        return Path(str(source))
+    return Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))

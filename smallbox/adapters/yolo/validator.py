@@ -1,0 +1,120 @@
+"""smallbox's Ultralytics detection validator: evaluates against the ORIGINAL COCO json of the
+split every epoch and in standalone ``val`` (:mod:`smallbox.callbacks.coco_metrics`); standalone it
+also writes ``predictions.json`` (original ids), ``predictions.csv`` (competition format) and
+``coco_metrics.json`` into its run folder. On a dataset without a ``smallbox:`` section it is
+Ultralytics' own validator.
+"""
+
+from __future__ import annotations
+
+import torch.distributed as dist
+from ultralytics.models.yolo.detect import DetectionValidator
+from ultralytics.utils import LOGGER, RANK
+
+from ...callbacks.coco_metrics import CocoSplitEvaluator, fitness_column, flatten_metrics, format_columns
+from ...callbacks.export import export_predictions
+from ...evaluate.table import format_metrics
+from ...fileio import write_json_atomic
+from ...runfolder import COCO_METRICS_JSON
+
+# Ultralytics adds these (zeros unless its own COCO path ran) under save_json; ours replace them.
+STOCK_SIZE_KEYS = tuple(f"metrics/mAP_{b}(B)" for b in ("small", "medium", "large"))
+
+
+class SmallboxValidator(DetectionValidator):
+    """``DetectionValidator`` that adds COCO AP by size (original json, original ids)."""
+
+    coco_eval: CocoSplitEvaluator | None = None
+
+    def init_metrics(self, model):
+        super().init_metrics(model)
+        self.coco_eval = self.coco_evaluator(self.data, self.args.split or "val", self.args.single_cls)
+        self.coco_preds, self.coco_image_ids, self.coco_result = [], [], None
+        if self.coco_eval is not None:
+            # Ultralytics' own json path (ground truth rebuilt from YOLO labels) would evaluate twice.
+            self.is_custom_json, self.build_gdict, self.gdict = False, False, None
+
+    def coco_evaluator(self, data: dict, split_key: str, single_cls: bool) -> CocoSplitEvaluator | None:
+        """The evaluator of ``data[split_key]`` (None on a plain YOLO dataset); sets
+        ``fitness_key``. Cached: the ground truth is read once per run, not once per epoch."""
+        key = (str(data.get("yaml_file")), str(data.get(split_key)), single_cls)
+        if getattr(self, "_coco_eval_key", None) == key:
+            return self._coco_eval_cached
+        evaluator = None
+        if single_cls:
+            LOGGER.warning("smallbox: single_cls=True merges the classes; COCO AP by size is not computed")
+        else:
+            evaluator = CocoSplitEvaluator.for_data(data, split_key)
+            if evaluator is None:
+                LOGGER.info("smallbox: no `smallbox:` section for this split in the data YAML (write the dataset "
+                            "with `smallbox convert`): Ultralytics' metrics only")
+        self.fitness_key = fitness_column(data, evaluator.columns) if evaluator else None
+        self._coco_eval_key, self._coco_eval_cached = key, evaluator
+        return evaluator
+
+    def update_metrics(self, preds, batch):
+        super().update_metrics(preds, batch)
+        if self.coco_eval is None:
+            return
+        for si, pred in enumerate(preds):
+            pbatch = self._prepare_batch(si, batch)
+            image_id = self.coco_eval.image_id(pbatch["im_file"])
+            self.coco_image_ids.append(image_id)
+            if len(pred["cls"]):
+                predn = self.scale_preds(pred, pbatch)
+                self.coco_preds += self.coco_eval.results(
+                    predn["bboxes"].cpu().numpy(), predn["conf"].cpu().numpy(), predn["cls"].cpu().numpy(), image_id)
+
+    def pred_to_json(self, predn, pbatch):
+        if self.coco_eval is None:  # ours are collected in update_metrics, with the original ids
+            super().pred_to_json(predn, pbatch)
+
+    def gather_stats(self):
+        super().gather_stats()
+        if self.coco_eval is None or RANK == -1:
+            return
+        gathered = [None] * dist.get_world_size() if RANK == 0 else None
+        dist.gather_object((self.coco_preds, self.coco_image_ids), gathered, dst=0)
+        if RANK == 0:
+            self.coco_preds = [p for preds, _ in gathered for p in preds]
+            self.coco_image_ids = [i for _, ids in gathered for i in ids]
+        else:
+            self.coco_preds, self.coco_image_ids = [], []
+
+    def get_stats(self):
+        stats = super().get_stats()
+        if self.coco_eval is None:
+            return stats
+        for k in STOCK_SIZE_KEYS:
+            stats.pop(k, None)
+        self.coco_result = self.coco_eval.evaluate(self.coco_preds, self.coco_image_ids)
+        columns = flatten_metrics(self.coco_result, self.coco_eval.buckets)
+        stats.update(columns)
+        if self.fitness_key:
+            stats["fitness"] = columns[self.fitness_key]
+        if not self.training:
+            self._export()
+        return stats
+
+    def print_results(self):
+        super().print_results()
+        if self.coco_result is None:
+            return
+        columns = flatten_metrics(self.coco_result, self.coco_eval.buckets)
+        if self.training:
+            LOGGER.info(format_columns(columns))
+        else:
+            LOGGER.info(format_metrics(self.coco_result, f"\nsmallbox: COCO metrics vs {self.coco_eval.gt.path}"))
+
+    def evaluation_settings(self) -> dict:
+        """The settings behind the predictions and the numbers (recorded in smallbox.json)."""
+        a = self.args
+        return {"conf": a.conf, "iou": a.iou, "max_det": a.max_det, "imgsz": a.imgsz, "agnostic_nms": a.agnostic_nms}
+
+    def _export(self):
+        """predictions.json / .csv and coco_metrics.json of a standalone validation."""
+        file_names = self.coco_eval.file_names(self.coco_image_ids)
+        json_path, csv_path = export_predictions(self.save_dir, self.coco_preds, file_names, self.coco_eval.category_ids)
+        write_json_atomic(self.coco_result, self.save_dir / COCO_METRICS_JSON)
+        LOGGER.info(f"smallbox: wrote {json_path}, {csv_path.name} and {COCO_METRICS_JSON} "
+                    f"({len(self.coco_preds)} boxes, conf>={self.args.conf}, iou={self.args.iou}, max_det={self.args.max_det})")

@@ -1,0 +1,158 @@
+"""COCO results files (``[{"image_id", "category_id", "bbox": xywh_abs, "score"}]``, ``.json`` or
+``.json.gz``): read, validate against a ground truth, write."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SmallboxError
+from ..fileio import read_json, write_json_atomic
+
+MAX_LISTED = 10
+KEYS = ("image_id", "category_id", "bbox", "score")
+
+
+def load_predictions(source, image_ids=None, category_ids=None, name=None) -> list[dict]:
+    """Read (from a path) and validate COCO results.
+
+    Args:
+        source: a ``.json``/``.json.gz`` path or an already loaded list.
+        image_ids, category_ids: the ids the ground truth knows; a prediction naming any other is
+            an error.
+    Returns:
+        list[dict]: each with ``image_id``, ``category_id``, ``bbox`` (xywh_abs) and ``score``.
+    """
+    name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "predictions")
+    preds = read_json(source) if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(preds, list):
+        raise SmallboxError(f"{name}: expected a json list of COCO results")
+    image_ids = set(image_ids) if image_ids is not None else None
+    category_ids = set(category_ids) if category_ids is not None else None
+    if _all_valid(preds, image_ids, category_ids):
+        return preds
+    _raise_problems(name, preds, image_ids, category_ids)
+    return preds
+
+
+def read_prediction_file(path, index) -> list[dict]:
+    """One model's predictions on the images of ``index`` (an :class:`~.images.ImageIndex`):
+    COCO results json / json.gz, or a competition CSV (file names and labels mapped to ids through
+    ``index``, which then needs its category ids). An empty file is an error."""
+    from .competition import read_competition_csv
+
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        if index.category_ids is None:
+            raise SmallboxError(f"{path}: a competition CSV needs the ground truth (--gt): file names -> image ids, "
+                                "labels -> category ids")
+        by_name = {name: image_id for image_id, name in index.file_names().items()}
+        preds = read_competition_csv(path, by_name, index.category_ids)
+    else:
+        preds = read_json(path)
+    if isinstance(preds, list) and not preds:
+        raise SmallboxError(f"{path}: no predictions (empty file)")
+    return load_predictions(preds, index.ids, index.category_ids, name=str(path))
+
+
+def write_predictions(preds: list[dict], path) -> Path:
+    """Write COCO results to ``path`` (``.json``, or gzip-compressed ``.json.gz``) atomically."""
+    return write_json_atomic(preds, path)
+
+
+def _all_valid(preds: list, image_ids: set | None, category_ids: set | None) -> bool:
+    """The common case in one vectorised pass (a 250k-prediction file in a fraction of a second);
+    any doubt falls through to the per-prediction checks, which name each bad prediction."""
+    try:
+        boxes = np.array([p["bbox"] for p in preds])
+        scores = np.array([p["score"] for p in preds])
+        images = {p["image_id"] for p in preds}
+        categories = {p["category_id"] for p in preds}
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not preds:
+        return True
+    numeric = boxes.dtype.kind in "if" and scores.dtype.kind in "if" and boxes.shape == (len(preds), 4)
+    return (numeric and bool(np.isfinite(boxes).all()) and bool(np.isfinite(scores).all())
+            and bool((boxes[:, 2:] >= 0).all())
+            and (image_ids is None or images <= image_ids) and (category_ids is None or categories <= category_ids))
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _raise_problems(name: str, preds: list, image_ids: set | None, category_ids: set | None):
+    """A message a user can act on: a wrong dataset or 0-based category ids are said as such,
+    other problems are listed once per kind and image."""
+    shaped = [p for p in preds if isinstance(p, dict) and all(k in p for k in KEYS)]
+    if len(shaped) == len(preds) and len(preds) > 1:  # one prediction is just a bad prediction
+        _raise_if_wrong_ids(name, preds, image_ids, category_ids)
+    problems = Counter()  # (image, kind) -> how many predictions
+    first = {}  # (image, kind) -> (index, message) of the first such prediction
+    bad = set()
+    for i, p in enumerate(preds):
+        for kind, message in _problems(p, image_ids, category_ids):
+            key = (p.get("image_id") if isinstance(p, dict) else None, kind)
+            problems[key] += 1
+            first.setdefault(key, (i, message))
+            bad.add(i)
+    if not problems:
+        return
+    n_bad = len(bad)
+    lines = []
+    for key, count in sorted(problems.items(), key=lambda kv: first[kv[0]][0])[:MAX_LISTED]:
+        (index, message), image = first[key], key[0]
+        where = f"prediction #{index}" + (f" (image {image})" if image is not None else "")
+        lines.append(f"{where}: {message}" + (f" (and {count - 1} more like it on this image)" if count > 1 else ""))
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more kinds of problem" if len(problems) > MAX_LISTED else ""
+    raise SmallboxError(f"{name}: {n_bad:,} of {len(preds):,} predictions are invalid:\n  " + "\n  ".join(lines) + more)
+
+
+def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_ids: set | None):
+    if image_ids is not None:
+        known = sum(p["image_id"] in image_ids for p in preds)
+        if known == 0:
+            theirs = sorted({p["image_id"] for p in preds}, key=str)
+            raise SmallboxError(
+                f"{name}: 0 of {len(preds):,} predictions name an image of this ground truth: wrong dataset or split? "
+                f"(prediction image ids {_ids(theirs)}; ground truth {_ids(sorted(image_ids, key=str))}). "
+                "Predictions of an unlabeled folder are numbered 1..N by file name (see images.json beside them): "
+                "predict again with the ground truth (--gt / --coco / SMALLBOX_IMAGE_IDS)")
+    if category_ids is not None:
+        theirs = {p["category_id"] for p in preds}
+        if not theirs & category_ids:
+            hint = ""
+            if all(isinstance(c, int) for c in theirs) and {c + 1 for c in theirs} <= category_ids:
+                hint = " They look 0-based (class indices): category id = class index + 1 here."
+            raise SmallboxError(
+                f"{name}: 0 of {len(preds):,} predictions name a category of this ground truth "
+                f"(prediction category ids {_ids(sorted(theirs, key=str))}; ground truth {_ids(sorted(category_ids))}).{hint}")
+
+
+def _ids(values: list) -> str:
+    shown = ", ".join(map(str, values[:6]))
+    return f"[{shown}{', ...' if len(values) > 6 else ''}] ({len(values):,} distinct)"
+
+
+def _problems(p, image_ids: set | None, category_ids: set | None) -> list[tuple[str, str]]:
+    """``[(kind, message)]`` of one prediction."""
+    if not isinstance(p, dict) or not all(k in p for k in KEYS):
+        return [("shape", "needs image_id, category_id, bbox and score")]
+    out = []
+    if image_ids is not None and p["image_id"] not in image_ids:
+        out.append(("image", f"unknown image id {p['image_id']!r}"))
+    if category_ids is not None and p["category_id"] not in category_ids:
+        out.append(("category", f"unknown category id {p['category_id']!r}"))
+    if not _finite(p["score"]):
+        out.append(("score", f"score {p['score']!r} is not a finite number"))
+    b = p["bbox"]
+    if not (isinstance(b, (list, tuple)) and len(b) == 4 and all(_finite(v) for v in b)):
+        out.append(("bbox", f"bbox {b!r} is not four finite numbers"))
+    elif b[2] < 0 or b[3] < 0:
+        out.append(("size", f"bbox {list(b)} has a negative width or height"))
+    return out
