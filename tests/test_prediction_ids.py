@@ -1,0 +1,132 @@
+"""One image-id rule for every command that predicts (smallbox.predictions.images): `yolo
+predict`, `tv predict` and `slice` on the same unlabeled folder agree on the ids (1..N by file
+name, named in images.json) and on the category ids (the models' training data), so `smallbox
+ensemble` fuses them. Mapped back through images.json, each output is the same command run with
+the folder's json, and the fusion scores what pycocotools says against that json.
+
+Data: the odd DeepPCB subset (non-square, category ids 3..99, scattered image ids), with tiny
+models trained on it by the real trainers (conftest)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from smallbox.cli import main
+
+
+@pytest.fixture(scope="module")
+def folder(odd_deeppcb, tmp_path_factory):
+    """The val images copied flat into a folder without annotations, and the json that names
+    them there (the odd val json with base-name file names)."""
+    root = tmp_path_factory.mktemp("unlabeled")
+    images = root / "images"
+    images.mkdir()
+    gt = json.loads(odd_deeppcb["val"].read_text())
+    for im in gt["images"]:
+        name = im["file_name"].rsplit("/", 1)[-1]
+        shutil.copyfile(odd_deeppcb["images"] / im["file_name"], images / name)
+        im["file_name"] = name
+    (root / "gt.json").write_text(json.dumps(gt))
+    return {"images": images, "gt": root / "gt.json", "root": root}
+
+
+@pytest.fixture(scope="module")
+def outputs(folder, tiny_yolo_run, tiny_tv_run, tmp_path_factory):
+    """Each command twice on the folder: without a json (the folder rule) and with it."""
+    out = tmp_path_factory.mktemp("outputs")
+    images, gt = str(folder["images"]), str(folder["gt"])
+    yolo = ["yolo", "predict", f"model={tiny_yolo_run['weights']}", f"source={images}", "imgsz=96", "conf=0.001",
+            "device=cpu", "save=False", "verbose=False", f"project={out}", "exist_ok=True"]
+    tv = ["tv", "predict", str(tiny_tv_run["weights"]), "--images", images, "--device", "cpu"]
+    sliced = ["slice", str(tiny_yolo_run["weights"]), "--images", images, "--tile", "320", "--imgsz", "96",
+              "--device", "cpu"]
+    assert main([*yolo, "name=yolo"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SMALLBOX_IMAGE_IDS", gt)
+        assert main([*yolo, "name=yolo-json"]) == 0
+    assert main([*tv, "--out", str(out / "tv" / "predictions.json")]) == 0
+    assert main([*tv, "--coco", gt, "--out", str(out / "tv-json" / "predictions.json")]) == 0
+    assert main([*sliced, "--out", str(out / "slice" / "predictions.json")]) == 0
+    assert main([*sliced, "--gt", gt, "--out", str(out / "slice-json" / "predictions.json")]) == 0
+    return out
+
+
+def read(path):
+    return json.loads(path.read_text())
+
+
+def remap(preds, images_json, gt_json):
+    """Predictions of the folder rule -> the json's ids, by file name (independent of smallbox)."""
+    name_of = {im["id"]: im["file_name"] for im in read(images_json)["images"]}
+    id_of = {im["file_name"]: im["id"] for im in read(gt_json)["images"]}
+    return [{**p, "image_id": id_of[name_of[p["image_id"]]]} for p in preds]
+
+
+def as_rows(preds):
+    return sorted((p["image_id"], p["category_id"], round(p["score"], 5), *np.round(p["bbox"], 3)) for p in preds)
+
+
+COMMANDS = ("yolo", "tv", "slice")
+
+
+def test_every_command_numbers_the_folder_the_same_way(outputs, folder):
+    files = sorted(p.name for p in folder["images"].iterdir())
+    for name in COMMANDS:
+        images = read(outputs / name / "images.json")["images"]
+        assert [(im["id"], im["file_name"]) for im in images] == list(enumerate(files, start=1)), name
+        sizes = {im["file_name"]: (im["width"], im["height"]) for im in read(folder["gt"])["images"]}
+        assert {im["file_name"]: (im["width"], im["height"]) for im in images} == sizes  # portrait ones too
+        assert not (outputs / f"{name}-json" / "images.json").exists()
+
+
+def test_category_ids_are_the_training_datas_not_class_indices(outputs, folder):
+    odd = {c["id"] for c in read(folder["gt"])["categories"]}
+    for name in COMMANDS:
+        for variant in (name, f"{name}-json"):
+            preds = read(outputs / variant / "predictions.json")
+            assert preds and {p["category_id"] for p in preds} <= odd, variant
+        names = {c["id"]: c["name"] for c in read(outputs / name / "images.json")["categories"]}
+        assert names == {c["id"]: c["name"] for c in read(folder["gt"])["categories"]}
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_folder_rule_mapped_back_equals_the_json_run(outputs, folder, name):
+    plain = read(outputs / name / "predictions.json")
+    with_json = read(outputs / f"{name}-json" / "predictions.json")
+    assert as_rows(remap(plain, outputs / name / "images.json", folder["gt"])) == as_rows(with_json)
+
+
+def pycocotools_ap(gt_path, preds) -> list[float]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_path))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(preds)), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return list(ev.stats)
+
+
+def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_path):
+    members = [str(outputs / name / "predictions.json") for name in COMMANDS]
+    fused = tmp_path / "fused.json"
+    assert main(["ensemble", *members, "--images", str(folder["images"]), "--method", "wbf", "--out", str(fused)]) == 0
+    members_json = [str(outputs / f"{name}-json" / "predictions.json") for name in COMMANDS]
+    fused_json = tmp_path / "fused-json.json"
+    assert main(["ensemble", *members_json, "--gt", str(folder["gt"]), "--method", "wbf", "--out", str(fused_json)]) == 0
+    remapped = remap(read(fused), outputs / "yolo" / "images.json", folder["gt"])
+    assert as_rows(remapped) == as_rows(read(fused_json))
+    metrics = tmp_path / "m.json"
+    assert main(["eval", str(folder["gt"]), str(fused_json), "--json", str(metrics)]) == 0
+    ours = read(metrics)
+    ref = pycocotools_ap(folder["gt"], remapped)
+    assert [ours[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")] == pytest.approx(ref[:6], abs=1e-6)
