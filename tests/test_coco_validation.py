@@ -92,12 +92,17 @@ def test_bad_boxes(tmp_path, dataset, bbox, text):
 def test_out_of_image_boxes_error_or_clip(tmp_path, dataset):
     data, _ = dataset
     a = data["annotations"][0]
-    a["bbox"] = [630, 600, 20, 50]  # the image is 640x640
-    assert f"annotation {a['id']}" in _load_error(tmp_path, data) and "outside the 640x640 image" in _load_error(tmp_path, data)
+    a["bbox"], a["area"] = [630, 600, 20, 50], 1000  # the image is 640x640
+    mask = data["annotations"][1]
+    mask["bbox"], mask["area"] = [-0.5, 10, 20, 20], 321.5  # an area from a mask, not w*h
+    msg = _load_error(tmp_path, data)
+    assert f"annotation {a['id']} (image {a['image_id']}) has bbox [630, 600, 20, 50] outside the 640x640 image by 10 px" in msg
+    assert f"annotation {mask['id']} (image {mask['image_id']}) has bbox [-0.5, 10, 20, 20] outside the 640x640 image by 0.5 px" in msg
     d = load_coco(_write(tmp_path, data), out_of_bounds="clip")
-    clipped = next(x for x in d.annotations if x["id"] == a["id"])
-    assert clipped["bbox"] == [630, 600, 10, 40] and clipped["area"] == 400 and d.clipped == 1
-    assert any("clipped" in w for w in d.warnings)
+    clipped = {x["id"]: x for x in d.annotations}
+    assert clipped[a["id"]]["bbox"] == [630, 600, 10, 40] and clipped[a["id"]]["area"] == 400 and d.clipped == 2
+    assert clipped[mask["id"]]["bbox"] == [0, 10, 19.5, 20] and clipped[mask["id"]]["area"] == 321.5  # a box area follows the box, a mask's stays
+    assert any("2 box(es) reaching outside" in w for w in d.warnings)
 
 
 @pytest.mark.parametrize("name, text", [

@@ -153,16 +153,32 @@ def test_summary_md_has_the_bucket_table(deeppcb_eda):
     assert all(f"![{p}]({p})" in md for p in PLOTS)
 
 
-def test_bad_json_exits_2_and_writes_nothing(tmp_path, capsys):
+def test_problems_are_reported_and_the_rest_analysed(tmp_path, capsys):
     with open(DEEPPCB / "annotations" / "val.json", encoding="utf-8") as f:
         data = json.load(f)
-    data["annotations"][3]["image_id"] = 987654
+    stray = data["annotations"][3]
+    stray["image_id"] = 987654
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data), encoding="utf-8")
     out = tmp_path / "eda"
-    assert main(["eda", str(bad), "--out", str(out)]) == 2
+    assert main(["eda", str(bad), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "annotation points at an unknown image" in printed and "set aside 1 box(es)" in printed
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["problems"] == [{"kind": "unknown_image", "title": "annotation points at an unknown image", "count": 1,
+                                    "first_ids": [stray["id"]], "repair": None}]
+    assert summary["set_aside"]["annotations"] == {"annotation points at an unknown image": 1}
+    _, boxes = raw_boxes(DEEPPCB / "annotations" / "val.json")
+    assert summary["boxes"] == len(boxes) - 1 and "repair" not in summary  # nothing fix could repair
+    assert "## Problems" in (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_unreadable_json_exits_2_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text((DEEPPCB / "annotations" / "val.json").read_text(encoding="utf-8")[:3000], encoding="utf-8")
+    assert main(["eda", str(bad), "--out", str(tmp_path / "eda")]) == 2
     err = capsys.readouterr().err
-    assert "bad.json" in err and "987654" in err and "Traceback" not in err
+    assert "bad.json: not valid json" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
 
 

@@ -15,6 +15,7 @@ from ..offline import apply_offline_defaults
 # `smallbox eval` never pays for importing torch.
 COMMANDS = {
     "eda": ("eda", "box-size analysis of a COCO json: histograms, bucket counts, fitted thresholds"),
+    "fix": ("fix", "repair a COCO json (duplicate ids, boxes a pixel outside, zero-size boxes, ...) with a change log"),
     "convert": ("convert", "COCO json -> Ultralytics YOLO dataset with id maps and per-area splits"),
     "eval": ("eval", "COCO AP / AR by size (COCO's and custom/fitted ranges) of a predictions file"),
     "yolo": ("yolo", "the `yolo` CLI (train/val/predict ...) with smallbox's trainer, validator and modules"),

@@ -1,10 +1,11 @@
-"""``smallbox eda ANN.json --out DIR``: box-size analysis (histograms, bucket counts, fitted thresholds)."""
+"""``smallbox eda ANN.json --out DIR``: box-size analysis (histograms, bucket counts, fitted
+thresholds) of whatever in the file is usable, with a table of every problem found."""
 
 from __future__ import annotations
 
 import sys
 
-from ..datasets import load_coco
+from ..datasets.coco import DEFAULT_TOLERANCE, inspect_coco
 from ..datasets.eda import format_terminal, run_eda
 
 
@@ -15,15 +16,16 @@ def add_arguments(p):
     p.add_argument("--buckets", default="coco",
                    help="size buckets to show next to COCO's and the fitted ones, and to pick sample crops by: coco, fit (area tertiles) or A,B in px² (e.g. 16^2,64^2)")
     p.add_argument("--images", metavar="DIR",
-                   help="image folder of the json: checks that every file exists and adds sample_crops.png (boxes of each bucket)")
+                   help="image folder of the json: checks every file and its width/height as Ultralytics loads it (EXIF applied), adds sample_crops.png")
     p.add_argument("--imgsz", type=int, default=640,
                    help="training image size: reports box sides after the letterbox resize to it (default 640)")
-    p.add_argument("--out-of-bounds", choices=("error", "clip"), default="error",
-                   help="boxes reaching outside their image: reject (default) or clip them")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="PX",
+                   help=f"boxes reaching outside their image by at most this many pixels are analysed clipped, as smallbox fix clips them; "
+                        f"farther ones are set aside (default {DEFAULT_TOLERANCE:g})")
 
 
 def run(args) -> int:
-    dataset = load_coco(args.ann, image_root=args.images, out_of_bounds=args.out_of_bounds)
+    dataset = inspect_coco(args.ann, image_root=args.images, tolerance=args.tolerance)
     for warning in dataset.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     summary = run_eda(dataset, args.out, buckets=args.buckets, imgsz=args.imgsz)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..datasets import SizeBuckets, load_coco
+from ..datasets.manifest import fit_buckets
 from ..evaluate import evaluate
 from ..fileio import write_json_atomic
 from ..evaluate.table import format_metrics
@@ -12,7 +13,8 @@ def add_arguments(p):
     p.add_argument("gt", help="ground-truth COCO json")
     p.add_argument("pred", help="COCO results json (.json or .json.gz)")
     p.add_argument("--areas", default="coco",
-                   help="size buckets besides COCO's: coco, fit (tertiles of the ground-truth box areas) or A,B in px² (e.g. 16^2,64^2)")
+                   help="size buckets besides COCO's: coco, fit (the dataset's: recorded by smallbox convert when GT is a converted "
+                        "dataset's annotations/<split>.json, else tertiles of GT's box areas) or A,B in px² (e.g. 16^2,64^2)")
     p.add_argument("--per-class", action="store_true", help="also AP, AP50 and AP by size per class")
     p.add_argument("--backend", choices=("faster", "pycocotools"), default="faster",
                    help="faster-coco-eval (default) or pycocotools: the same numbers")
@@ -21,9 +23,15 @@ def add_arguments(p):
 
 def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
-    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    if args.areas == "fit":
+        buckets, source = fit_buckets(args.gt, gt.areas())
+    else:
+        buckets, source = SizeBuckets.parse(args.areas), None
     result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class)
     print(format_metrics(result, f"{args.pred} vs {args.gt} ({args.backend})"))
+    if source:
+        print(f"size buckets {buckets.describe()}: {source}")
+        result["fit_source"] = source
     if args.json:
         write_json_atomic(result, args.json)
         print(f"wrote {args.json}")

@@ -1,7 +1,15 @@
 """Load and validate a COCO detection json.
 
-Every problem names the file and the offending image / annotation / category id; all problems
-of a file are reported together (up to ``MAX_LISTED``) so a user fixes them in one pass.
+One checker, two callers:
+
+- ``load_coco`` (eval, convert, training) refuses a file with any problem: the message names the
+  file and every offending image / annotation / category id, and points at ``smallbox fix`` for
+  the problems it repairs. Nothing is guessed where a guess could change a score.
+- ``inspect_coco`` (eda, fix) collects every problem (``problems.Problem``) and returns the
+  usable part of the file as ``smallbox fix`` would leave it, with what it set aside and why.
+
+Only an unreadable file (not json, or not an object with ``images``, ``annotations`` and
+``categories`` lists) stops both.
 """
 
 from __future__ import annotations
@@ -16,9 +24,15 @@ import numpy as np
 
 from ..errors import SmallboxError
 from ..fileio import read_json
+from .imagefiles import image_size
+from .problems import FILLS, KINDS, Problem, refusal
 
-MAX_LISTED = 20
 OUT_OF_BOUNDS = ("error", "clip")
+# How far (pixels) a box may reach outside its image and still be clipped by `smallbox fix`:
+# annotation tools round outwards, TACO has boxes starting at y = -1 and -0.5.
+DEFAULT_TOLERANCE = 1.0
+EPS = 1e-6  # float noise at the image border is not "outside"
+SECTIONS = ("images", "categories", "annotations")
 
 
 @dataclass
@@ -27,7 +41,9 @@ class CocoDataset:
 
     ``data`` is the json itself (``images``, ``annotations``, ``categories``), with ``area``
     filled in as ``w*h`` where it was missing, ``iscrowd`` defaulted to 0, and boxes clipped to
-    the image when ``out_of_bounds="clip"``.
+    the image when ``out_of_bounds="clip"``. From ``inspect_coco``, ``data`` holds only the
+    usable entries, repaired as ``smallbox fix`` would; ``problems`` lists every problem and
+    ``set_aside`` counts the boxes and images left out, by reason.
     """
 
     path: Path
@@ -35,6 +51,8 @@ class CocoDataset:
     image_root: Path | None = None
     warnings: list[str] = field(default_factory=list)
     clipped: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    set_aside: dict[str, Counter] = field(default_factory=lambda: {"images": Counter(), "annotations": Counter()})
 
     @property
     def images(self) -> list[dict]:
@@ -84,28 +102,114 @@ class CocoDataset:
         return CocoDataset(self.path, data, self.image_root)
 
 
-def load_coco(path, image_root=None, out_of_bounds: str = "error", check_files: bool = True) -> CocoDataset:
-    """Read and validate a COCO detection json.
+def load_coco(path, image_root=None, out_of_bounds: str = "error", check_files: bool = True,
+              tolerance: float = DEFAULT_TOLERANCE) -> CocoDataset:
+    """Read and validate a COCO detection json; refuse it if anything is wrong.
 
     Args:
         path: the json (or json.gz).
         image_root: folder that ``file_name`` is relative to; when given (and ``check_files``),
-            every image file must exist.
+            every image file must exist and have the json's width/height as Ultralytics loads it
+            (EXIF orientation applied).
         out_of_bounds (str): ``"error"`` rejects boxes reaching outside the image, ``"clip"``
-            clips them to it and counts them in ``CocoDataset.clipped``.
+            clips them to it (any distance) and counts them in ``CocoDataset.clipped``.
+        tolerance (float): pixels; only decides which outside boxes the message calls
+            repairable by ``smallbox fix`` (those reaching out at most this far).
     Raises:
-        SmallboxError: listing every problem, each naming its id.
+        SmallboxError: listing every problem, each naming its id, and the repair command.
     """
     if out_of_bounds not in OUT_OF_BOUNDS:
         raise SmallboxError(f"out_of_bounds must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
+    path, data, root = _read(path, image_root)
+    clip = out_of_bounds == "clip"
+    checker = _Checker(path, root if check_files else None, math.inf if clip else tolerance)
+    checker.run(data)
+    accepted = FILLS | ({"box_slightly_outside"} if clip else set())
+    refused = [p for p in checker.problems if p.kind not in accepted]
+    if refused:
+        raise SmallboxError(refusal(path, refused, root if check_files else None))
+    clipped = sum(p.kind == "box_slightly_outside" for p in checker.problems)
+    data = repaired(data, checker.problems, checker.rejected)
+    warnings = collect_warnings(data)
+    if clipped:
+        warnings.append(f"{clipped} box(es) reaching outside their image were clipped to it")
+    return CocoDataset(path, data, root, warnings, clipped)
+
+
+def inspect_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -> CocoDataset:
+    """Read a COCO detection json and keep what is usable: never refuses but for an unreadable file.
+
+    Returns a ``CocoDataset`` whose ``data`` holds the entries without an unrepairable problem,
+    repaired as ``smallbox fix`` repairs them (duplicate ids renumbered, boxes within
+    ``tolerance`` pixels of the image clipped, zero-size boxes dropped, ``area``/``iscrowd``
+    filled, with ``image_root``: width/height swapped by EXIF orientation set from the file);
+    ``problems`` lists every problem, ``set_aside`` what was left out and why.
+    """
+    path, data, root = _read(path, image_root)
+    checker = _Checker(path, root, tolerance)
+    checker.run(data)
+    usable = repaired(data, checker.problems, checker.rejected)
+    return CocoDataset(path, usable, root, collect_warnings(usable), problems=checker.problems, set_aside=checker.set_aside)
+
+
+def check_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -> tuple[dict, list[Problem]]:
+    """The json as read and every problem of it: what ``smallbox fix`` repairs from."""
+    path, data, root = _read(path, image_root)
+    checker = _Checker(path, root, tolerance)
+    checker.run(data)
+    return data, checker.problems
+
+
+def _read(path, image_root) -> tuple[Path, dict, Path | None]:
     path = Path(path)
     data = read_json(path)
+    if not isinstance(data, dict):
+        raise SmallboxError(f"{path}: expected a json object with images, annotations, categories")
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        raise SmallboxError(f"{path}: missing or not a list: {', '.join(missing)}")
     root = Path(image_root) if image_root is not None else None
     if root is not None and not root.is_dir():
         raise SmallboxError(f"{root}: image folder does not exist")
-    checker = _Checker(path, root if check_files else None, out_of_bounds)
-    checker.run(data)
-    return CocoDataset(path, data, root, checker.warnings, checker.clipped)
+    return path, data, root
+
+
+def repaired(data: dict, problems: list[Problem], rejected: dict[str, set]) -> dict:
+    """A copy of ``data`` with every repair of ``problems`` made and the ``rejected`` entries
+    (``{section: {index}}``) left out. Untouched entries are the same objects; a changed entry
+    is a copy with its keys in their order (new keys last); every other top-level key is kept."""
+    changes: dict[str, dict[int, dict]] = {s: {} for s in SECTIONS}
+    drop = {s: set(rejected.get(s, ())) for s in SECTIONS}
+    for p in problems:
+        if KINDS[p.kind].drop:
+            drop[p.section].add(p.index)
+        elif p.repairable:
+            changes[p.section].setdefault(p.index, {}).update(p.change)
+    if not any(changes.values()) and not any(drop.values()):
+        return data
+    out = dict(data)
+    for section in SECTIONS:
+        entries, change, gone = data[section], changes[section], drop[section]
+        if change or gone:
+            out[section] = [{**e, **change[i]} if i in change else e for i, e in enumerate(entries) if i not in gone]
+    return out
+
+
+def collect_warnings(data: dict) -> list[str]:
+    """What is allowed but worth saying: images without boxes, unused categories, crowd boxes."""
+    warnings = []
+    with_boxes = {a["image_id"] for a in data["annotations"]}
+    empty = [im["id"] for im in data["images"] if im["id"] not in with_boxes]
+    if empty:
+        warnings.append(f"{len(empty)} image(s) without annotations (kept as negatives), e.g. ids {empty[:5]}")
+    used = Counter(a["category_id"] for a in data["annotations"])
+    unused = [c["name"] for c in data["categories"] if not used[c["id"]]]
+    if unused:
+        warnings.append(f"categories without boxes: {', '.join(unused)}")
+    crowd = [a["id"] for a in data["annotations"] if a.get("iscrowd")]
+    if crowd:
+        warnings.append(f"{len(crowd)} iscrowd box(es) kept: ignored by COCO evaluation, left out of YOLO labels, e.g. ids {crowd[:5]}")
+    return warnings
 
 
 def _is_int(x) -> bool:
@@ -126,156 +230,194 @@ def _is_box(b) -> bool:
 
 
 class _Checker:
-    def __init__(self, path: Path, image_root: Path | None, out_of_bounds: str):
-        self.path, self.image_root, self.out_of_bounds = path, image_root, out_of_bounds
-        self.errors: list[str] = []
-        self.warnings: list[str] = []
-        self.clipped = 0
-        self.rejected_images: set = set()  # ids of images already reported, not "unknown"
+    """One pass over images, categories and annotations, recording a ``Problem`` per offending
+    entry. ``rejected`` holds the indices (per section) of entries no repair makes usable, an
+    annotation on a rejected image included; ``set_aside`` counts them and the dropped ones by
+    reason."""
 
-    def error(self, msg: str):
-        self.errors.append(msg)
+    def __init__(self, path: Path, image_root: Path | None, tolerance: float):
+        self.path, self.image_root, self.tolerance = path, image_root, tolerance
+        self.problems: list[Problem] = []
+        self.rejected: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
+        self.left_out: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
+        self.set_aside: dict[str, Counter] = {"images": Counter(), "annotations": Counter()}
+        self.rejected_ids: set = set()  # ids of rejected images: their boxes are not "unknown"
 
-    def run(self, data):
-        if not isinstance(data, dict):
-            raise SmallboxError(f"{self.path}: expected a json object with images, annotations, categories")
-        missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
-        if missing:
-            raise SmallboxError(f"{self.path}: missing or not a list: {', '.join(missing)}")
+    def add(self, kind: str, message: str, section: str, index: int, id_=None, change=None):
+        """Record a problem. An unrepairable one rejects its entry; it and a repair that drops
+        the entry leave it out (counted in ``set_aside`` under its first reason)."""
+        self.problems.append(Problem(kind, message, section, index, id_, change or {}))
+        k = KINDS[kind]
+        if k.repair is None:
+            self.rejected[section].add(index)
+        if (k.repair is None or k.drop) and index not in self.left_out[section]:
+            self.left_out[section].add(index)
+            if section in self.set_aside:
+                self.set_aside[section][k.title] += 1
+
+    def reject(self, kind: str, message: str, section: str, index: int, id_=None) -> None:
+        """Record a problem that leaves its entry unusable (or dropped, for a repairable drop)."""
+        self.add(kind, message, section, index, id_)
+
+    def run(self, data: dict):
         images = self.check_images(data["images"])
         categories = self.check_categories(data["categories"])
         self.check_annotations(data["annotations"], images, categories)
-        if self.errors:
-            shown = self.errors[:MAX_LISTED]
-            more = len(self.errors) - len(shown)
-            tail = f"\n  ... and {more} more" if more else ""
-            raise SmallboxError(f"{self.path}: {len(self.errors)} problem(s):\n  " + "\n  ".join(shown) + tail)
-        self.collect_warnings(data)
+        self.problems.sort(key=lambda p: (SECTIONS.index(p.section), p.index))  # file order (renumbering comes last)
 
-    def check_images(self, images) -> dict:
+    def check_images(self, images: list) -> dict:
+        """``{image id: (width, height)}`` of the usable images, sizes as repaired."""
         by_id = {}
         for i, im in enumerate(images):
-            where = f"image {im.get('id', f'#{i}')}" if isinstance(im, dict) else f"image #{i}"
-            if not isinstance(im, dict):
-                self.error(f"{where} is not an object")
-                continue
-            lacking = [k for k in ("id", "file_name", "width", "height") if k not in im]
-            if lacking:
-                self.error(f"{where} lacks {', '.join(lacking)}")
-                continue
-            if not _is_int(im["id"]):
-                self.error(f"{where} has a non-integer id")
-                continue
-            if im["id"] in by_id:
-                self.error(f"duplicate image id {im['id']}")
-                continue
-            if not (_is_number(im["width"]) and _is_number(im["height"]) and im["width"] > 0 and im["height"] > 0):
-                self.error(f"{where} has width/height {im['width']}/{im['height']}")
-                self.rejected_images.add(im["id"])
-                continue
-            if self.check_file_name(where, im["file_name"]):
-                by_id[im["id"]] = im
-            else:
-                self.rejected_images.add(im["id"])
+            size = self.check_image(i, im, by_id)
+            if size is not None:
+                by_id[im["id"]] = size
+            elif isinstance(im, dict) and _is_int(im.get("id")) and im["id"] not in by_id:
+                self.rejected_ids.add(im["id"])
         return by_id
 
-    def check_file_name(self, where: str, name) -> bool:
-        if not isinstance(name, str) or not name:
-            self.error(f"{where} has file_name {name!r}")
-            return False
-        posix = PurePosixPath(name.replace("\\", "/"))
-        if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
-            self.error(f"{where} has an absolute file_name {name!r}")
-            return False
-        if os.path.normpath(str(posix)).split(os.sep)[0] == "..":
-            self.error(f"{where} has a file_name escaping the image root: {name!r}")
-            return False
-        if self.image_root is not None and not (self.image_root / name).is_file():
-            self.error(f"{where}: image file not found: {self.image_root / name}")
-            return False
-        return True
+    def check_image(self, i: int, im, by_id: dict) -> tuple | None:
+        if not isinstance(im, dict):
+            return self.reject("not_an_object", f"image #{i} is not an object", "images", i)
+        where, image_id = f"image {im.get('id', f'#{i}')}", im.get("id")
+        lacking = [k for k in ("id", "file_name", "width", "height") if k not in im]
+        if lacking:
+            return self.reject("missing_keys", f"{where} lacks {', '.join(lacking)}", "images", i, image_id)
+        if not _is_int(image_id):
+            return self.reject("bad_image_id", f"{where} has a non-integer id", "images", i, image_id)
+        if image_id in by_id:
+            return self.reject("duplicate_image_id", f"duplicate image id {image_id}", "images", i, image_id)
+        width, height = im["width"], im["height"]
+        if not (_is_number(width) and _is_number(height) and width > 0 and height > 0):
+            return self.reject("bad_image_size", f"{where} has width/height {width}/{height}", "images", i, image_id)
+        if not self.check_file_name(i, where, im):
+            return None
+        if self.image_root is None:
+            return width, height
+        return self.check_image_file(i, where, im)
 
-    def check_categories(self, categories) -> dict:
-        by_id = {}
+    def check_file_name(self, i: int, where: str, im: dict) -> bool:
+        name = im["file_name"]
+        if not isinstance(name, str) or not name:
+            problem = f"{where} has file_name {name!r}"
+        elif PurePosixPath(name.replace("\\", "/")).is_absolute() or (len(name) > 1 and name[1] == ":"):
+            problem = f"{where} has an absolute file_name {name!r}"
+        elif os.path.normpath(name.replace("\\", "/")).split(os.sep)[0] == "..":
+            problem = f"{where} has a file_name escaping the image root: {name!r}"
+        else:
+            return True
+        self.reject("bad_file_name", problem, "images", i, im["id"])
+        return False
+
+    def check_image_file(self, i: int, where: str, im: dict) -> tuple | None:
+        """The json's width/height against the file as Ultralytics loads it: labels are
+        normalised by these numbers, so a swapped pair would stretch every box."""
+        path = self.image_root / im["file_name"]
+        if not os.path.isfile(path):
+            return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])
+        try:
+            width, height = image_size(path)
+        except SmallboxError as e:
+            return self.reject("unreadable_image", f"{where}: {e}", "images", i, im["id"])
+        if (width, height) == (im["width"], im["height"]):
+            return width, height
+        said = f"{where} says {im['width']}x{im['height']} but {path} loads as {width}x{height}"
+        if (width, height) == (im["height"], im["width"]):
+            self.add("image_size_swapped", f"{said} (EXIF orientation)", "images", i, im["id"], {"width": width, "height": height})
+            return width, height
+        return self.reject("image_size_differs", f"{said}: its boxes cannot be placed", "images", i, im["id"])
+
+    def check_categories(self, categories: list) -> set:
+        ids = set()
         for i, c in enumerate(categories):
             if not isinstance(c, dict) or not _is_int(c.get("id")) or not isinstance(c.get("name"), str):
-                self.error(f"category #{i} needs an integer id and a name: {c!r}"[:200])
-                continue
-            if c["id"] in by_id:
-                self.error(f"duplicate category id {c['id']}")
-                continue
-            by_id[c["id"]] = c
-        return by_id
+                self.add("bad_category", f"category #{i} needs an integer id and a name: {c!r}"[:200], "categories", i)
+            elif c["id"] in ids:
+                self.add("duplicate_category_id", f"duplicate category id {c['id']}", "categories", i, c["id"])
+            else:
+                ids.add(c["id"])
+        return ids
 
-    def check_annotations(self, annotations, images: dict, categories: dict):
-        seen = set()
+    def check_annotations(self, annotations: list, images: dict, categories: set):
+        seen: dict = {}  # annotation id -> image id of its first use
+        renumber = []
         for i, a in enumerate(annotations):
             if not isinstance(a, dict):
-                self.error(f"annotation #{i} is not an object")
+                self.add("not_an_object", f"annotation #{i} is not an object", "annotations", i)
                 continue
             where = f"annotation {a.get('id', f'#{i}')} (image {a.get('image_id')})"
-            lacking = [k for k in ("id", "image_id", "category_id", "bbox") if k not in a]
+            lacking = [k for k in ("image_id", "category_id", "bbox") if k not in a]
             if lacking:
-                self.error(f"{where} lacks {', '.join(lacking)}")
+                self.add("missing_keys", f"{where} lacks {', '.join(lacking)}", "annotations", i, a.get("id"))
                 continue
-            if a["id"] in seen:
-                self.error(f"duplicate annotation id {a['id']}")
-                continue
-            seen.add(a["id"])
-            image = images.get(a["image_id"])
-            if image is None:
-                if a["image_id"] in self.rejected_images:  # its image is reported; still check the box
-                    self.check_bbox(where, a, None)
-                else:
-                    self.error(f"{where} points at unknown image {a['image_id']}")
-                continue
+            self.check_annotation_id(i, where, a, seen, renumber)
+            size = images.get(a["image_id"])
+            if size is None and a["image_id"] not in self.rejected_ids:
+                self.add("unknown_image", f"{where} points at unknown image {a['image_id']}", "annotations", i, a.get("id"))
             if a["category_id"] not in categories:
-                self.error(f"{where} has unknown category {a['category_id']}")
-                continue
-            if self.check_bbox(where, a, image):
-                a.setdefault("iscrowd", 0)
-                if not _is_number(a.get("area")) or a["area"] <= 0:
-                    a["area"] = a["bbox"][2] * a["bbox"][3]
+                self.add("unknown_category", f"{where} has unknown category {a['category_id']}", "annotations", i, a.get("id"))
+            box = self.check_bbox(i, where, a, size)
+            if size is None and a["image_id"] in self.rejected_ids and i not in self.left_out["annotations"]:
+                self.rejected["annotations"].add(i)
+                self.left_out["annotations"].add(i)
+                self.set_aside["annotations"]["its image is set aside"] += 1
+            if box is not None and i not in self.left_out["annotations"]:
+                self.check_fields(i, where, a, box)
+        self.renumber(renumber, seen)
 
-    def check_bbox(self, where: str, a: dict, image: dict | None) -> bool:
-        """Four finite numbers, positive size, inside ``image`` (unchecked when None)."""
-        b = a["bbox"]
+    def check_annotation_id(self, i: int, where: str, a: dict, seen: dict, renumber: list):
+        aid = a.get("id")
+        if not _is_int(aid):
+            renumber.append(("bad_annotation_id", f"{where} has id {aid!r}: need an integer", i, aid))
+        elif aid in seen:
+            renumber.append(("duplicate_annotation_id", f"duplicate annotation id {aid}: {where} reuses the id of one on image {seen[aid]}", i, aid))
+        else:
+            seen[aid] = a["image_id"]
+
+    def renumber(self, pending: list, seen: dict):
+        """New ids above every id of the file, in file order: the first use keeps its id."""
+        next_id = max((i for i in seen if _is_int(i)), default=0) + 1
+        for kind, message, i, aid in pending:
+            self.add(kind, message, "annotations", i, aid, {"id": next_id})
+            next_id += 1
+
+    def check_bbox(self, i: int, where: str, a: dict, size: tuple | None) -> list | None:
+        """The box as it will be used (clipped when within the tolerance), or None when unusable."""
+        b, aid = a["bbox"], a.get("id")
         if not _is_box(b):
-            self.error(f"{where} has bbox {b!r}: need four finite numbers [x, y, w, h]")
-            return False
+            return self.reject("bad_bbox", f"{where} has bbox {b!r}: need four finite numbers [x, y, w, h]", "annotations", i, aid)
         x, y, w, h = b
-        if w <= 0 or h <= 0:
-            self.error(f"{where} has width {w:g} and height {h:g}: both must be > 0")
-            return False
-        if image is None:
-            return True
-        W, H = image["width"], image["height"]
-        eps = 1e-6
-        if x >= -eps and y >= -eps and x + w <= W + eps and y + h <= H + eps:
-            return True
-        if self.out_of_bounds == "error":
-            self.error(f"{where} has bbox [{x:g}, {y:g}, {w:g}, {h:g}] outside the {W}x{H} image (use clip to clip it)")
-            return False
+        if w < 0 or h < 0:
+            return self.reject("negative_size_box", f"{where} has width {w:g} and height {h:g}: both must be > 0", "annotations", i, aid)
+        if w == 0 or h == 0:
+            return self.reject("zero_size_box", f"{where} has width {w:g} and height {h:g}: both must be > 0", "annotations", i, aid)
+        if size is None:
+            return b
+        W, H = size
+        if x >= -EPS and y >= -EPS and x + w <= W + EPS and y + h <= H + EPS:
+            return b
+        return self.clip(i, where, a, W, H)
+
+    def clip(self, i: int, where: str, a: dict, W, H) -> list | None:
+        x, y, w, h = a["bbox"]
+        aid, said = a.get("id"), f"{where} has bbox [{x:g}, {y:g}, {w:g}, {h:g}]"
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         if x1 <= x0 or y1 <= y0:
-            self.error(f"{where} has bbox [{x:g}, {y:g}, {w:g}, {h:g}] entirely outside the {W}x{H} image")
-            return False
-        a["bbox"] = [x0, y0, x1 - x0, y1 - y0]
-        a["area"] = (x1 - x0) * (y1 - y0)
-        self.clipped += 1
-        return True
+            return self.reject("box_entirely_outside", f"{said} entirely outside the {W}x{H} image", "annotations", i, aid)
+        reach = max(-x, -y, x + w - W, y + h - H)
+        if reach > self.tolerance:
+            return self.reject("box_outside", f"{said} outside the {W}x{H} image by {reach:g} px (tolerance {self.tolerance:g} px; "
+                            "a width/height or EXIF mix-up?)", "annotations", i, aid)
+        box = [x0, y0, x1 - x0, y1 - y0]
+        change = {"bbox": box}
+        if a.get("area") == w * h:  # a box area follows the box; a mask's area stays
+            change["area"] = box[2] * box[3]
+        self.add("box_slightly_outside", f"{said} outside the {W}x{H} image by {reach:g} px", "annotations", i, aid, change)
+        return box
 
-    def collect_warnings(self, data):
-        with_boxes = {a["image_id"] for a in data["annotations"]}
-        empty = [im["id"] for im in data["images"] if im["id"] not in with_boxes]
-        if empty:
-            self.warnings.append(f"{len(empty)} image(s) without annotations (kept as negatives), e.g. ids {empty[:5]}")
-        used = Counter(a["category_id"] for a in data["annotations"])
-        unused = [c["name"] for c in data["categories"] if not used[c["id"]]]
-        if unused:
-            self.warnings.append(f"categories without boxes: {', '.join(unused)}")
-        crowd = [a["id"] for a in data["annotations"] if a.get("iscrowd")]
-        if crowd:
-            self.warnings.append(f"{len(crowd)} iscrowd box(es) kept: ignored by COCO evaluation, left out of YOLO labels, e.g. ids {crowd[:5]}")
-        if self.clipped:
-            self.warnings.append(f"{self.clipped} box(es) reaching outside their image were clipped to it")
+    def check_fields(self, i: int, where: str, a: dict, box: list):
+        """``area`` and ``iscrowd``, which pycocotools needs in every ground-truth box."""
+        if not _is_number(a.get("area")) or a["area"] <= 0:
+            self.add("missing_area", f"{where} has area {a.get('area')!r}", "annotations", i, a.get("id"), {"area": box[2] * box[3]})
+        if "iscrowd" not in a:
+            self.add("missing_iscrowd", f"{where} has no iscrowd", "annotations", i, a.get("id"), {"iscrowd": 0})

@@ -20,6 +20,8 @@ from ..fileio import atomic_folder
 from .boxtable import LARGE_DATASET, BoxTable, box_table, boxes_per_image
 from .buckets import BUCKET_NAMES, SizeBuckets
 from .coco import CocoDataset
+from .manifest import recorded_fit
+from .problems import fix_command, format_problem_markdown, format_problem_table, problem_table, set_aside_text
 
 # A COCO bucket holding less than this share of the boxes gives an AP that rests on too few
 # boxes (the source report's AP_small of 0.010 vs 0.021 was such a number).
@@ -30,13 +32,14 @@ PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 STRIDE_SMALLEST = 8
 
 
-def bucket_sets(table: BoxTable, spec: str = "coco") -> tuple[list[SizeBuckets], SizeBuckets]:
-    """COCO's buckets, the fitted ones (when there are enough boxes) and the user's, without
-    repeats; and the one the user chose (``spec``: ``coco``, ``fit`` or ``A,B``)."""
-    chosen = SizeBuckets.parse(spec, table.area)
-    sets = [SizeBuckets.coco()]
-    if len(table) >= 3:
-        sets.append(SizeBuckets.fit(table.area))
+def bucket_sets(table: BoxTable, spec: str = "coco", fit: SizeBuckets | None = None) -> tuple[list[SizeBuckets], SizeBuckets]:
+    """COCO's buckets, the fitted ones and the user's, without repeats; and the one the user
+    chose (``spec``: ``coco``, ``fit`` or ``A,B``). ``fit`` is the dataset's recorded set when it
+    is known (``manifest.recorded_fit``), else the table's tertiles (given 3 boxes or more)."""
+    if fit is None and len(table) >= 3:
+        fit = SizeBuckets.fit(table.area)
+    chosen = fit if spec == "fit" and fit is not None else SizeBuckets.parse(spec, table.area)
+    sets = [SizeBuckets.coco()] + ([fit] if fit is not None else [])
     if all(s.thresholds != chosen.thresholds for s in sets):
         sets.append(chosen)
     return sets, chosen
@@ -82,8 +85,10 @@ def _percentiles(values: np.ndarray) -> dict:
     return out
 
 
-def summarize(table: BoxTable, sets: list[SizeBuckets], chosen: SizeBuckets, source: str, imgsz: int = 640) -> dict:
-    """Everything the report shows, as plain json-able values."""
+def summarize(table: BoxTable, sets: list[SizeBuckets], chosen: SizeBuckets, source: str, imgsz: int = 640,
+              fit_source: str | None = None) -> dict:
+    """Everything the report shows, as plain json-able values. ``fit_source`` says where the
+    fitted buckets came from (None: the table's own tertiles)."""
     per_image = boxes_per_image(table)
     buckets = {s.name: count_buckets(table, s) for s in sets}
     fitted = next((s for s in sets if s.name == "fit"), None)
@@ -105,6 +110,7 @@ def summarize(table: BoxTable, sets: list[SizeBuckets], chosen: SizeBuckets, sou
         "chosen": chosen.name,
         "buckets": buckets,
         "suggested_thresholds": fitted.to_dict() if fitted else None,
+        "fit_source": (fit_source or f"fitted on the boxes of {source}") if fitted else None,
     }
     summary["advice"] = advice(summary)
     return summary
@@ -155,7 +161,7 @@ def advice(summary: dict) -> list[str]:
         line = f"COCO's 32²/96² put {shares} of the boxes in small / medium / large; too few for a steady AP: {few}."
         if fit_text:
             arg = ",".join(f"{math.sqrt(t):g}^2" for t in fit["thresholds"])
-            line += f" Thresholds fitted to this data (tertiles): {fit_text} -> smallbox eval --areas {arg} (or --areas fit)."
+            line += f" Thresholds that split the boxes into thirds ({summary['fit_source']}): {fit_text} -> smallbox eval --areas {arg} (or --areas fit)."
         lines.append(line)
     else:
         lines.append(f"COCO's 32²/96² put {shares} of the boxes in small / medium / large: every bucket has enough boxes.")
@@ -177,8 +183,10 @@ def _n_boxes(n: int) -> str:
 def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 640, progress: bool | None = None) -> dict:
     """Analyse ``dataset`` and write plots, ``summary.json`` and ``summary.md`` into ``out_dir``.
 
-    ``out_dir`` is replaced only when it is empty or an earlier EDA output (holds
-    ``summary.json``); nothing is written when any step fails.
+    ``dataset`` may come from ``inspect_coco``: its problems are reported and the boxes it set
+    aside counted. When it is a split of a converted dataset, the ``fit`` buckets are the ones
+    recorded at convert (``manifest.recorded_fit``). ``out_dir`` is replaced only when it is empty
+    or an earlier EDA output (holds ``summary.json``); nothing is written when any step fails.
     """
     from . import eda_plots  # matplotlib costs a second to import: only when plotting
 
@@ -186,15 +194,31 @@ def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 6
         raise SmallboxError(f"imgsz must be positive, got {imgsz}")
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    table = box_table(dataset, progress)
-    sets, chosen = bucket_sets(table, buckets)
-    summary = summarize(table, sets, chosen, str(dataset.path), imgsz)
+    table = _usable_boxes(dataset, progress)
+    recorded = recorded_fit(dataset.path)
+    fit, fit_source = recorded or (None, None)
+    sets, chosen = bucket_sets(table, buckets, fit)
+    summary = summarize(table, sets, chosen, str(dataset.path), imgsz, fit_source)
+    summary["problems"] = problem_table(dataset.problems)
+    summary["set_aside"] = {section: dict(reasons) for section, reasons in dataset.set_aside.items()}
+    if any(p.repairable for p in dataset.problems):
+        summary["repair"] = fix_command(dataset.path, dataset.image_root)
     progress = len(table) >= LARGE_DATASET if progress is None else progress
     with atomic_folder(out_dir) as tmp:
         summary["plots"] = eda_plots.write_plots(table, sets, chosen, tmp, dataset=dataset, progress=progress)
         _write_json(summary, tmp / "summary.json")
         (tmp / "summary.md").write_text(format_markdown(summary), encoding="utf-8")
     return summary
+
+
+def _usable_boxes(dataset: CocoDataset, progress) -> BoxTable:
+    """The box table; with no usable box left, the problems say why."""
+    try:
+        return box_table(dataset, progress)
+    except SmallboxError as e:
+        if not dataset.problems:
+            raise
+        raise SmallboxError(f"{e}; every box was set aside:\n{format_problem_table(problem_table(dataset.problems))}") from None
 
 
 def _check_replaceable(out_dir: Path):
@@ -232,7 +256,23 @@ def format_terminal(summary: dict) -> str:
     ]
     lines += [f"{r[0]:<24}{r[1]:>14}{r[2]:>14}{r[3]:>14}   {r[4]}" for r in bucket_rows(summary)]
     lines += summary["advice"]
-    return "\n".join(lines)
+    return "\n".join(lines + _problem_lines(summary))
+
+
+def _problem_lines(summary: dict) -> list[str]:
+    """The problems table and its notes (nothing for a clean file)."""
+    if not summary.get("problems"):
+        return []
+    return ["", format_problem_table(summary["problems"])] + _problem_notes(summary)
+
+
+def _problem_notes(summary: dict) -> list[str]:
+    """How many boxes were analysed and what was set aside; the repair command."""
+    aside = set_aside_text(summary.get("set_aside", {}))
+    notes = [f"analysed {_n_boxes(summary['boxes'])}" + (f"; {aside}" if aside else "; none set aside")]
+    if summary.get("repair"):
+        notes.append(f"repair (with a change log): {summary['repair']}")
+    return notes
 
 
 def format_markdown(summary: dict) -> str:
@@ -242,6 +282,9 @@ def format_markdown(summary: dict) -> str:
                f"{len(summary['categories'])} classes; {summary['crowd_boxes_excluded']} crowd boxes left out. "
                "Areas are bbox `w*h` in original pixels²; a box of area `a` is in bucket i when `t[i-1] <= a < t[i]`.")
     out += ["", "## Advice", ""] + [f"- {line}" for line in summary["advice"]]
+    if summary.get("problems"):
+        out += ["", "## Problems", ""] + format_problem_markdown(summary["problems"]) + [""]
+        out += [f"- {note}" for note in _problem_notes(summary)]
     out += ["", "## Boxes per size bucket", "", "| buckets | small | medium | large | images with a box in s / m / l |", "|---|---:|---:|---:|---|"]
     out += [f"| {' | '.join(r)} |" for r in bucket_rows(summary)]
     out += ["", "## Distributions", "", "| | min | p01 | p05 | p25 | median | p75 | p95 | p99 | max | mean |", "|---|" + "---:|" * 10]

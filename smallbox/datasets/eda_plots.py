@@ -265,8 +265,9 @@ def boxes_per_image_hist(table: BoxTable) -> Figure:
 
 def sample_crops(table: BoxTable, chosen: SizeBuckets, dataset) -> Figure:
     """Boxes of each bucket, from smallest to largest within it, cut out with some context, to
-    see whether the small ones are distinguishable from the background at all."""
-    from PIL import Image
+    see whether the small ones are distinguishable from the background at all. Images are turned
+    by their EXIF orientation, as Ultralytics loads them and as the boxes were drawn."""
+    from PIL import Image, ImageOps
 
     images = {im["id"]: im for im in dataset.images}
     index = chosen.index(table.area)
@@ -279,7 +280,8 @@ def sample_crops(table: BoxTable, chosen: SizeBuckets, dataset) -> Figure:
         for ax in axes[b]:
             ax.set_axis_off()
         for ax, i in zip(axes[b], picks):
-            image = Image.open(dataset.image_path(images[int(table.image_ids[i])])).convert("RGB")
+            with Image.open(dataset.image_path(images[int(table.image_ids[i])])) as raw:
+                image = ImageOps.exif_transpose(raw).convert("RGB")
             _show_crop(ax, image, i, table)
         axes[b][0].set_axis_on()
         axes[b][0].set(xticks=[], yticks=[])

@@ -180,5 +180,30 @@ def manifest_of_data_file(data) -> YoloManifest | None:
         return None
 
 
+def recorded_fit(gt_path) -> tuple[SizeBuckets, str] | None:
+    """The ``fit`` size buckets ``smallbox convert`` recorded (fitted on the train boxes) for the
+    dataset whose split ground truth ``gt_path`` is, and where they came from; None unless
+    ``gt_path`` is ``DATASET/annotations/<split>.json`` listed by ``DATASET/data.yaml``'s
+    ``smallbox:`` section, with ``DATASET/manifest.json`` beside it."""
+    gt_path = Path(gt_path)
+    root, data_yaml = gt_path.parent.parent, gt_path.parent.parent / "data.yaml"
+    if gt_path.parent.name != "annotations" or not (root / MANIFEST_FILE).is_file() or not data_yaml.is_file():
+        return None
+    section = dataset_section(read_data_yaml(data_yaml), data_yaml)
+    if section is None or f"annotations/{gt_path.name}" not in section.coco.values():
+        return None
+    fit = section.bucket_set("fit")
+    if fit is None:
+        return None
+    return fit, f"recorded by smallbox convert in {data_yaml}, fitted on the dataset's train boxes"
+
+
+def fit_buckets(gt_path, areas) -> tuple[SizeBuckets, str]:
+    """One definition of a dataset's ``fit`` buckets for every command: those recorded at convert
+    when ``gt_path`` belongs to a converted dataset, else fitted on ``areas`` (the boxes of
+    ``gt_path``). Returns the buckets and where they came from, for the user to read."""
+    return recorded_fit(gt_path) or (SizeBuckets.fit(areas), f"fitted on the boxes of {gt_path}")
+
+
 def write_manifest_text(classes: list[dict], splits: dict) -> str:
     return json.dumps(manifest_dict(classes, splits), sort_keys=True, indent=1)
