@@ -369,6 +369,9 @@ class _Checker:
         aid = a.get("id")
         if not _is_int(aid):
             renumber.append(("bad_annotation_id", f"{where} has id {aid!r}: need an integer", i, aid))
+        elif aid == 0:
+            renumber.append(("zero_annotation_id", f"{where} has id 0, which COCO evaluation takes for 'unmatched' "
+                             "(its detection would count as a false positive)", i, aid))
         elif aid in seen:
             renumber.append(("duplicate_annotation_id", f"duplicate annotation id {aid}: {where} reuses the id of one on image {seen[aid]}", i, aid))
         else:

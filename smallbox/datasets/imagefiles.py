@@ -36,48 +36,43 @@ def list_images(folder) -> list[Path]:
 def image_size(path) -> tuple[int, int]:
     """``(width, height)`` of the image as Ultralytics loads it, EXIF orientation applied.
 
-    PNG headers are read directly (IHDR, and an eXIf chunk before the pixel data, the only one
-    OpenCV applies): three times faster than PIL, whose ``getexif()`` decodes a whole PNG to look
-    for metadata after the pixels. Other formats go through PIL as ``ultralytics.data.utils.exif_size``
-    does; those whose decoders disagree on rotation (WebP, TIFF) are decoded with OpenCV to be sure.
+    PNG chunks are walked directly (size from IHDR, orientation from an eXIf chunk before or
+    after the pixel data; OpenCV applies either): PIL's ``getexif()`` decodes a whole PNG to
+    look for one. Other formats go through PIL as ``ultralytics.data.utils.exif_size`` does;
+    those whose decoders disagree on rotation (WebP, TIFF) are decoded with OpenCV to be sure.
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(PNG_HEAD_BYTES)
+            head = f.read(len(PNG_SIGNATURE) + 16)
             png = _png_size(head, f) if head.startswith(PNG_SIGNATURE) else None
     except FileNotFoundError:
         raise SmallboxError(f"{path}: no such image file") from None
     except OSError as e:
         raise SmallboxError(f"{path}: cannot read image ({e})") from None
-    if png is not None:
-        return png
-    return _pil_size(path)
+    return png if png is not None else _pil_size(path)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_HEAD_BYTES = 4096  # IHDR and the small chunks before the first IDAT, in one read
 # Formats whose header size PIL and OpenCV rotate alike (Ultralytics' exif_size trusts them too).
 ROTATE_BY_HEADER = frozenset({"JPEG", "MPO", "PNG", "AVIF"})
 
 
 def _png_size(head: bytes, f) -> tuple[int, int] | None:
-    """Size from IHDR, swapped when an eXIf chunk before the first IDAT says 5-8; None for a
-    malformed header (PIL then reports what is wrong)."""
-    if len(head) < 24 or head[12:16] != b"IHDR":
+    """Size from IHDR, swapped when an eXIf chunk says 5-8; None for a malformed file (PIL then
+    says what is wrong). Reads only chunk headers, skipping the pixel data."""
+    if head[12:16] != b"IHDR":
         return None
     width, height = struct.unpack(">II", head[16:24])
-    pos = 8
+    pos = len(PNG_SIGNATURE)
     while True:
-        if pos + 8 > len(head):  # chunk headers beyond the first read: fetch them as needed
-            f.seek(pos)
-            head = head[:pos] + f.read(8)
-            if pos + 8 > len(head):
-                return None
-        length, kind = struct.unpack(">I4s", head[pos:pos + 8])
-        if kind in (b"IDAT", b"IEND"):
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"IEND":
             return width, height
         if kind == b"eXIf":
-            f.seek(pos + 8)
             orientation = _exif_orientation(f.read(length))
             return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
         pos += 12 + length

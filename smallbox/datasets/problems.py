@@ -35,6 +35,8 @@ KINDS = {
     # repairable by `smallbox fix`
     "duplicate_annotation_id": Kind("annotation id used before in the file", "renumbered"),
     "bad_annotation_id": Kind("annotation id missing or not an integer", "renumbered"),
+    # pycocotools and faster-coco-eval mark "unmatched" with 0: a detection matched to annotation 0 counts as a miss
+    "zero_annotation_id": Kind("annotation id 0 (COCO evaluation reads it as 'unmatched')", "renumbered"),
     "box_slightly_outside": Kind("box reaches outside its image by at most the tolerance", "clipped to the image"),
     "zero_size_box": Kind("box of zero width or height", "dropped", drop=True),
     "missing_area": Kind("area missing or not a positive number", "area set to w*h"),
