@@ -365,3 +365,31 @@ def test_ultralytics_reads_the_dataset(tmp_path, deeppcb_train, deeppcb_val, dee
         assert sum(len(lb["cls"]) for lb in dataset.labels) == n_boxes
         stems = m.image_ids_by_stem(split)
         assert sorted(stems[Path(lb["im_file"]).stem] for lb in dataset.labels) == sorted(im["id"] for im in val["images"])
+
+
+def tertiles(areas) -> list[float]:
+    """Area tertiles rounded to a whole side, squared: what `fit` promises (docs/eda.md)."""
+    sides = np.sqrt(np.quantile(np.asarray(areas, dtype=np.float64), [1 / 3, 2 / 3]))
+    return [float(max(1, round(s)) ** 2) for s in sides]
+
+
+def test_fit_buckets_recorded_at_convert_serve_eval_and_eda(tmp_path, deeppcb_train, deeppcb_val, deeppcb_images,
+                                                            deeppcb_predictions, capsys):
+    """One definition: the thresholds fitted on the train boxes at convert are the dataset's `fit`
+    buckets for every later command that knows the dataset; a bare json is fitted on itself."""
+    out = tmp_path / "ds"
+    assert convert(deeppcb_train, "--images", deeppcb_images, "--val", deeppcb_val, "--out", out) == 0
+    on_train = tertiles([a["bbox"][2] * a["bbox"][3] for a in json.loads(deeppcb_train.read_text())["annotations"]])
+    on_val = tertiles([a["bbox"][2] * a["bbox"][3] for a in json.loads(deeppcb_val.read_text())["annotations"]])
+    assert on_train != on_val  # 32²/37² against 32²/38²: the two used to be mixed up
+    capsys.readouterr()
+    for gt, expected, source in ((out / "annotations" / "val.json", on_train, f"recorded by smallbox convert in {out / 'data.yaml'}"),
+                                 (deeppcb_val, on_val, f"fitted on the boxes of {deeppcb_val}")):
+        assert main(["eval", str(gt), str(deeppcb_predictions[0]), "--areas", "fit", "--json", str(tmp_path / "m.json")]) == 0
+        assert source in capsys.readouterr().out
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert metrics["buckets"]["fit"]["thresholds"] == expected and source in metrics["fit_source"]
+    assert main(["eda", str(out / "annotations" / "val.json"), "--out", str(tmp_path / "eda"), "--buckets", "fit"]) == 0
+    summary = json.loads((tmp_path / "eda" / "summary.json").read_text())
+    assert summary["buckets"]["fit"]["thresholds"] == on_train and summary["suggested_thresholds"]["thresholds"] == on_train
+    assert summary["fit_source"].startswith(f"recorded by smallbox convert in {out / 'data.yaml'}")
