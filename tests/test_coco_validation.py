@@ -1,12 +1,14 @@
 """Every kind of bad annotation gets an error naming the file and the offending id."""
 
 import json
+import re
 import shutil
 
 import pytest
 
 from smallbox.cli import main
 from smallbox.datasets import load_coco
+from smallbox.datasets.coco import inspect_coco
 from smallbox.errors import SmallboxError
 
 
@@ -174,3 +176,67 @@ def test_annotations_of_a_rejected_image_are_not_called_unknown(tmp_path, datase
     assert f"image {image_id} has a file_name escaping the image root" in msg
     assert f"annotation {a['id']} (image {image_id}) has width -3" in msg
     assert "unknown image" not in msg
+
+
+def _set(key, value):
+    def change(a, image):
+        a[key] = value
+    return change
+
+
+def _box(fn):
+    def change(a, image):
+        a["bbox"] = fn(a["bbox"], image["width"], image["height"])
+    return change
+
+
+def _delete(key):
+    def change(a, image):
+        del a[key]
+    return change
+
+
+# one broken annotation each: the kind inspect_coco must name, and whether load_coco still accepts it
+ANNOTATION_QUIRKS = {
+    "id 0": (_set("id", 0), "zero_annotation_id", False),
+    "id a string": (_set("id", "a7"), "bad_annotation_id", False),
+    "id true": (_set("id", True), "bad_annotation_id", False),
+    "no id": (_delete("id"), "bad_annotation_id", False),
+    "no area": (_delete("area"), "missing_area", True),
+    "area true": (_set("area", True), "missing_area", True),
+    "area 0": (_set("area", 0), "missing_area", True),
+    "no iscrowd": (_delete("iscrowd"), "missing_iscrowd", True),
+    "no bbox": (_delete("bbox"), "missing_keys", False),
+    "unknown image": (_set("image_id", 424242), "unknown_image", False),
+    "unknown category": (_set("category_id", 0), "unknown_category", False),
+    "five numbers": (_box(lambda b, W, H: b + [1]), "bad_bbox", False),
+    "a bool in the box": (_box(lambda b, W, H: [b[0], b[1], True, b[3]]), "bad_bbox", False),
+    "nan": (_box(lambda b, W, H: [b[0], float("nan"), b[2], b[3]]), "bad_bbox", False),
+    "inf": (_box(lambda b, W, H: [b[0], b[1], float("inf"), b[3]]), "bad_bbox", False),
+    "negative width": (_box(lambda b, W, H: [b[0], b[1], -2, b[3]]), "negative_size_box", False),
+    "zero height": (_box(lambda b, W, H: [b[0], b[1], b[2], 0]), "zero_size_box", False),
+    "half a pixel left": (_box(lambda b, W, H: [-0.5, b[1], b[2], b[3]]), "box_slightly_outside", False),
+    "one pixel below": (_box(lambda b, W, H: [b[0], H - b[3] + 1, b[2], b[3]]), "box_slightly_outside", False),
+    "two pixels right": (_box(lambda b, W, H: [W - b[2] + 2, b[1], b[2], b[3]]), "box_outside", False),
+    "beside the image": (_box(lambda b, W, H: [W + 5, b[1], b[2], b[3]]), "box_entirely_outside", False),
+}
+
+
+@pytest.mark.parametrize("quirk", ANNOTATION_QUIRKS)
+def test_every_annotation_problem_is_found_in_a_clean_file(tmp_path, dataset, quirk):
+    """One bad annotation among clean ones: a whole-file shortcut may not let it through."""
+    data, _ = dataset
+    change, kind, accepted = ANNOTATION_QUIRKS[quirk]
+    a = data["annotations"][4]
+    image = next(im for im in data["images"] if im["id"] == a["image_id"])
+    change(a, image)
+    path = _write(tmp_path, data)
+    found = inspect_coco(path).problems
+    assert [(p.kind, p.index) for p in found] == [(kind, 4)]
+    label = f"annotation {a['id']} (image {a['image_id']})" if "id" in a else f"annotation #4 (image {a['image_id']})"
+    assert found[0].id == a.get("id") and found[0].message.startswith(label)
+    if accepted:
+        load_coco(path)
+    else:
+        with pytest.raises(SmallboxError, match=re.escape(label)):
+            load_coco(path)

@@ -14,11 +14,13 @@ Only an unreadable file (not json, or not an object with ``images``, ``annotatio
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -217,6 +219,7 @@ def _is_int(x) -> bool:
 
 
 _NUMBER_TYPES = (int, float)  # what json gives; bool is excluded by the exact type test
+_NUMBER_TYPES_SET = frozenset(_NUMBER_TYPES)
 
 
 def _is_number(x) -> bool:
@@ -227,6 +230,37 @@ def _is_box(b) -> bool:
     """Four finite numbers. The one ``isfinite`` of the sum is the hot path of a 100k-box file:
     a sum of finite numbers is finite (short of overflowing 1e308, far outside any image)."""
     return type(b) is list and len(b) == 4 and all(type(v) in _NUMBER_TYPES for v in b) and math.isfinite(sum(b))
+
+
+def _all_plain(annotations: list, sizes: dict, categories: set) -> bool:
+    """Whether no annotation has any problem ``_Checker`` looks for, in a few C-level passes (a
+    100k-box file in a tenth of the time of the per-annotation pass). Any doubt returns False:
+    the per-annotation pass then finds and names each problem.
+
+    Args:
+        sizes: ``{image id: (width, height)}`` of the usable images.
+    """
+    try:
+        ids = [a["id"] for a in annotations]
+        image_ids = [a["image_id"] for a in annotations]
+        category_ids = [a["category_id"] for a in annotations]
+        boxes = [a["bbox"] for a in annotations]
+        areas = [a["area"] for a in annotations]
+        _ = [a["iscrowd"] for a in annotations]
+    except (KeyError, TypeError):  # a key missing, or an entry that is not an object
+        return False
+    unique = set(ids)
+    if (set(map(type, ids)) != {int} or 0 in unique or len(unique) != len(ids) or not set(image_ids) <= sizes.keys()
+            or not set(category_ids) <= categories or set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}
+            or not set(map(type, itertools.chain.from_iterable(boxes))) <= _NUMBER_TYPES_SET
+            or not set(map(type, areas)) <= _NUMBER_TYPES_SET):
+        return False
+    x, y, w, h = np.array(boxes, dtype=np.float64).T
+    W, H = np.array([sizes[i] for i in image_ids], dtype=np.float64).T
+    area = np.array(areas, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return bool(np.isfinite(x + y + w + h + area).all() and (w > 0).all() and (h > 0).all() and (area > 0).all()
+                    and (x >= -EPS).all() and (y >= -EPS).all() and (x + w <= W + EPS).all() and (y + h <= H + EPS).all())
 
 
 class _Checker:
@@ -300,9 +334,9 @@ class _Checker:
         name = im["file_name"]
         if not isinstance(name, str) or not name:
             problem = f"{where} has file_name {name!r}"
-        elif PurePosixPath(name.replace("\\", "/")).is_absolute() or (len(name) > 1 and name[1] == ":"):
+        elif name[0] in "/\\" or name[1:2] == ":":
             problem = f"{where} has an absolute file_name {name!r}"
-        elif os.path.normpath(name.replace("\\", "/")).split(os.sep)[0] == "..":
+        elif ".." in name and posixpath.normpath(name.replace("\\", "/")).split("/")[0] == "..":
             problem = f"{where} has a file_name escaping the image root: {name!r}"
         else:
             return True
@@ -339,6 +373,8 @@ class _Checker:
         return ids
 
     def check_annotations(self, annotations: list, images: dict, categories: set):
+        if _all_plain(annotations, images, categories):
+            return
         seen: dict = {}  # annotation id -> image id of its first use
         renumber = []
         for i, a in enumerate(annotations):
