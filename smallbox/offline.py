@@ -7,6 +7,7 @@ pip-installs, and no step waits on a network that is not there.
 - ``YOLO_AUTOINSTALL=false``: a missing package is an error instead of a ``pip install``.
 - ``HF_HUB_OFFLINE=1``: timm / huggingface_hub read only their local cache.
 - ``NO_ALBUMENTATIONS_UPDATE=1``: albumentations does not ask pypi.org for a newer version.
+- ``RAY_USAGE_STATS_ENABLED=0``: Ray (``smallbox experiments run --ray``) sends no usage report.
 - ``YOLO_CONFIG_DIR``: a writable settings folder (Ultralytics' default when writable, else a
   private one under the temp folder).
 - A font named ``Arial.ttf`` / ``Arial.Unicode.ttf`` in that folder (matplotlib's DejaVu Sans,
@@ -32,6 +33,7 @@ def apply_offline_defaults() -> Path:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if "ultralytics" in sys.modules:  # too late to change where it looks; use what it picked
         from ultralytics.utils import USER_CONFIG_DIR
 

@@ -83,9 +83,16 @@ def resolve_base(cfg: dict, seen=()) -> dict:
     path = (here / str(base)).resolve()
     if path in seen:
         raise SmallboxError(f"{cfg.get('yaml_file', 'model YAML')}: `base:` files form a loop")
-    if not path.is_file():
-        raise SmallboxError(f"{cfg.get('yaml_file', 'model YAML')}: base: {base}: no such file (looked at {path})")
-    parent = resolve_base(yaml_model_load(str(path)), (*seen, path))
+    if not path.is_file():  # Ultralytics' own YAMLs by name (base: yolov8n.yaml), else an error
+        try:
+            return _merged(resolve_base(yaml_model_load(str(base)), (*seen, path)), cfg)
+        except FileNotFoundError:
+            raise SmallboxError(f"{cfg.get('yaml_file', 'model YAML')}: base: {base}: no such file (looked at {path}, "
+                                "and among Ultralytics' model YAMLs)") from None
+    return _merged(resolve_base(yaml_model_load(str(path)), (*seen, path)), cfg)
+
+
+def _merged(parent: dict, cfg: dict) -> dict:
     merged = {**parent, **{k: v for k, v in cfg.items() if k != BASE_KEY}}
     if not cfg.get("scale") and parent.get("scale"):
         merged["scale"] = parent["scale"]
