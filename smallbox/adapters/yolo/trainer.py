@@ -16,10 +16,12 @@ from copy import copy
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.tasks import yaml_model_load
 from ultralytics.utils import RANK
+from ultralytics.utils.torch_utils import unwrap_model
 
-from ...callbacks import export, geometry
+from ...callbacks import export, geometry, plots
 from ..size_weighting import resolve_named_thresholds
 from .model import SmallboxDetectionModel, resolve_base
+from .val_data import build_predict_val_loader
 from .validator import SmallboxValidator
 
 
@@ -31,6 +33,7 @@ class SmallboxTrainer(DetectionTrainer):
         super().__init__(*args, **kwargs)
         self.add_callback("on_train_start", geometry.log_input_geometry)
         self.add_callback("on_train_end", export.on_train_end)
+        self.add_callback("on_train_end", plots.on_train_end)
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         if cfg is not None:  # `size_weighting.thresholds: fit` -> the data's fitted numbers
@@ -40,6 +43,16 @@ class SmallboxTrainer(DetectionTrainer):
         if weights:
             model.load(weights)
         return model
+
+    def get_dataloader(self, dataset_path, batch_size=16, rank=0, mode="train"):
+        """The val loader letterboxes as predict does (:mod:`.val_data`); training is Ultralytics'."""
+        if mode != "val":
+            return super().get_dataloader(dataset_path, batch_size, rank, mode)
+        stride = max(int(unwrap_model(self.model).stride.max()), 32)  # AutoBackend's stride of the saved model
+        # auto=True: predict letterboxes with auto=rect and Model.predict forces rect=True (the
+        # trainer's own `rect` is about training batches)
+        return build_predict_val_loader(self.args, dataset_path, batch_size, self.data, stride, self.args.workers * 2,
+                                        rank=rank, auto=True, pin_memory=True, split=self.args.split or "val")
 
     def get_validator(self):
         return SmallboxValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)

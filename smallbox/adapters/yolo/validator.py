@@ -1,21 +1,38 @@
-"""smallbox's Ultralytics detection validator: evaluates against the ORIGINAL COCO json of the
-split every epoch and in standalone ``val`` (:mod:`smallbox.callbacks.coco_metrics`); standalone it
-also writes ``predictions.json`` (original ids), ``predictions.csv`` (competition format) and
-``coco_metrics.json`` into its run folder. On a dataset without a ``smallbox:`` section it is
-Ultralytics' own validator.
+"""smallbox's Ultralytics detection validator.
+
+It sees exactly what ``smallbox yolo predict`` sees, so that every number it reports (each
+results.csv row, the choice of best.pt, standalone ``val``) is what ``predict`` + ``smallbox
+eval`` give for the same weights:
+
+- images: letterboxed once from the original, as predict does, batched only with images of the
+  same letterboxed shape (:mod:`.val_data`), not resized then padded to a rect canvas;
+- NMS: predict's call, one image at a time (single label per box, ``classes``,
+  ``agnostic_nms``, ``max_det`` as given, never raised to the largest object count);
+- boxes scaled back with predict's arithmetic;
+- in training, the EMA as it is saved (fp16 round trip) and in fp32, as predict runs ``last.pt``.
+
+On a converted dataset it evaluates against the ORIGINAL COCO json of the split every epoch and
+in standalone ``val`` (:mod:`smallbox.callbacks.coco_metrics`); standalone it also writes
+``predictions.json`` (original ids), ``predictions.csv`` (competition format) and
+``coco_metrics.json`` into its run folder. Ultralytics' own numbers (``metrics/precision(B)`` ...
+``metrics/mAP50-95(B)``) are still computed by Ultralytics' code, on these same predictions.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
+
+import torch
 import torch.distributed as dist
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils import LOGGER, RANK
+from ultralytics.utils import LOGGER, RANK, nms, ops
 
 from ...callbacks.coco_metrics import CocoSplitEvaluator, fitness_column, flatten_metrics, format_columns
 from ...callbacks.export import export_predictions
 from ...evaluate.table import format_metrics
 from ...fileio import write_json_atomic
 from ...runfolder import COCO_METRICS_JSON
+from .val_data import ShapeBatchSampler, build_predict_val_loader
 
 # Ultralytics adds these (zeros unless its own COCO path ran) under save_json; ours replace them.
 STOCK_SIZE_KEYS = tuple(f"metrics/mAP_{b}(B)" for b in ("small", "medium", "large"))
@@ -26,8 +43,71 @@ class SmallboxValidator(DetectionValidator):
 
     coco_eval: CocoSplitEvaluator | None = None
 
+    # -- what predict sees -------------------------------------------------------------------
+
+    def get_dataloader(self, dataset_path, batch_size):
+        """Standalone val (in training the trainer builds the same loader): predict's letterbox,
+        ``auto`` as ``rect`` (``Model.val`` and ``Model.predict`` both default it to True)."""
+        return build_predict_val_loader(self.args, dataset_path, batch_size, self.data, self.stride, self.args.workers,
+                                        auto=bool(self.args.rect), split=self.args.split or "val")
+
+    @staticmethod
+    def _check_max_det(args, datasets):
+        """Ultralytics raises max_det to the largest object count when it is left at 300; predict
+        never does: keep it, and say when images hold more objects."""
+        most = max((len(lb["cls"]) for d in datasets.values() for lb in getattr(d, "labels", [])), default=0)
+        if most > args.max_det and RANK in {-1, 0}:
+            LOGGER.warning(f"smallbox: images hold up to {most} objects, more than max_det={args.max_det} (kept, as predict keeps it)")
+
+    def get_model(self, model, trainer=None):
+        """In training, the EMA as ``save_model`` writes it and predict loads it: fp16, NaNs
+        zeroed, read back as fp32."""
+        if trainer is None:
+            return super().get_model(model, trainer)
+        saved = deepcopy(trainer.ema.ema).half()
+        for v in saved.state_dict().values():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                torch.nan_to_num_(v)
+        return saved.float()
+
+    def preprocess(self, batch):
+        if self.training:  # predict runs last.pt in fp32; Ultralytics' training val autocasts to fp16 on GPU
+            self.args.quantize = None
+        return super().preprocess(batch)
+
+    def postprocess(self, preds):
+        """``DetectionPredictor.postprocess``'s NMS, one image at a time (its time limit is then per
+        image, as with predict's batch of one)."""
+        x = preds[0] if isinstance(preds, (list, tuple)) else preds
+        agnostic = bool(self.args.agnostic_nms or self.args.single_cls)
+        out = []
+        for i in range(x.shape[0]):
+            (p,) = nms.non_max_suppression(x[i:i + 1], self.args.conf, self.args.iou, self.args.classes, agnostic,
+                                           max_det=self.args.max_det, nc=0, end2end=self.end2end, rotated=False,
+                                           multi_label=False)
+            out.append({"bboxes": p[:, :4], "conf": p[:, 4], "cls": p[:, 5], "extra": p[:, 6:]})
+        return out
+
+    def _prepare_batch(self, si, batch):
+        pbatch = super()._prepare_batch(si, batch)
+        if "lb_shape" in batch:
+            pbatch["lb_shape"] = tuple(batch["lb_shape"][si])
+        return pbatch
+
+    def scale_preds(self, predn, pbatch):
+        """Predict's ``scale_boxes(letterboxed shape, boxes, original shape)``, without ``ratio_pad``."""
+        return {**predn, "bboxes": ops.scale_boxes(pbatch["lb_shape"], predn["bboxes"].clone(), pbatch["ori_shape"])}
+
+    # -- COCO metrics against the original json ---------------------------------------------
+
     def init_metrics(self, model):
         super().init_metrics(model)
+        sampler = getattr(self.dataloader, "batch_sampler", None)
+        if getattr(self, "eval_ids", None) is not None and isinstance(sampler, ShapeBatchSampler):
+            self.eval_ids = sampler.order()  # Ultralytics' custom-json path maps images by loader order
+        native = model.model if getattr(model, "format", None) == "pt" else model
+        if self.end2end and hasattr(native, "set_head_attr"):  # as DetectionPredictor.stream_inference
+            native.set_head_attr(max_det=max(self.args.max_det, 300), agnostic_nms=self.args.agnostic_nms)
         self.coco_eval = self.coco_evaluator(self.data, self.args.split or "val", self.args.single_cls)
         self.coco_preds, self.coco_image_ids, self.coco_result = [], [], None
         if self.coco_eval is not None:
@@ -109,7 +189,8 @@ class SmallboxValidator(DetectionValidator):
     def evaluation_settings(self) -> dict:
         """The settings behind the predictions and the numbers (recorded in smallbox.json)."""
         a = self.args
-        return {"conf": a.conf, "iou": a.iou, "max_det": a.max_det, "imgsz": a.imgsz, "agnostic_nms": a.agnostic_nms}
+        return {"conf": a.conf, "iou": a.iou, "max_det": a.max_det, "imgsz": a.imgsz, "agnostic_nms": a.agnostic_nms,
+                "letterbox": "as predict (auto=rect)", "nms": "as predict (one label per box)"}
 
     def _export(self):
         """predictions.json / .csv and coco_metrics.json of a standalone validation."""
