@@ -8,6 +8,7 @@ own keys win. A key that is not a setting is an error naming the key and the rec
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -42,8 +43,8 @@ DEFAULTS: dict = {
         "fg_iou_thresh": 0.5,           # RetinaNet train assigner
         "bg_iou_thresh": 0.4,
         "nms_thresh": 0.5,              # test NMS IoU
-        "score_thresh": 0.05,
-        "detections_per_img": 100,
+        "score_thresh": 0.001,          # as the YOLO path evaluates (conf=0.001): the two paths compare
+        "detections_per_img": 300,      # YOLO's max_det default; COCO AP counts each image's best 100
         "topk_candidates": 1000,        # RetinaNet: boxes per level before NMS
     },
     "loss": {
@@ -174,3 +175,42 @@ def _recipe_layers(path: Path, seen=()) -> list[tuple[Path, dict]]:
 
 def dump_recipe(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def settings_help() -> str:
+    """Every setting as ``section.key=default`` with the comment :data:`DEFAULTS` has beside it,
+    one a line (``smallbox tv train --help``)."""
+    notes = _default_comments()
+    lines = []
+    for section, settings in DEFAULTS.items():
+        for key, value in settings.items():
+            setting = f"  {section}.{key}={_inline_yaml(value)}"
+            note = notes.get(f"{section}.{key}", "")
+            lines.append(f"{setting:<38} {note}".rstrip() if note else setting)
+    return "\n".join(lines)
+
+
+def _inline_yaml(value) -> str:
+    # a scalar's one-line dump ends with YAML's document end mark "..."
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...")
+
+
+def _default_comments() -> dict[str, str]:
+    """``{"model.arch": "faster_rcnn | retinanet", ...}`` from the source of :data:`DEFAULTS`: a
+    setting's own comment, after any comment lines just above it."""
+    source = Path(__file__).read_text(encoding="utf-8")
+    body = source[source.index("DEFAULTS: dict = {"):].splitlines()[1:]
+    notes, section, above = {}, None, []
+    for line in body:
+        if line.startswith("}"):
+            break
+        comment = re.fullmatch(r"\s*#\s*(.*)", line)
+        setting = re.fullmatch(r'( +)"(\w+)":\s*(.*?)(?:\s*#\s*(.*))?', line)
+        if comment:
+            above.append(comment.group(1))
+        elif setting and len(setting.group(1)) == 4:
+            section, above = setting.group(2), []
+        elif setting:
+            notes[f"{section}.{setting.group(2)}"] = "; ".join([*above, *filter(None, [setting.group(4)])])
+            above = []
+    return notes
