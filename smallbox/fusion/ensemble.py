@@ -1,12 +1,26 @@
 """Box fusion of several models' detections: WBF, NMS, soft-NMS and NMW, with the results of
 `ensemble_boxes <https://github.com/ZFTurbo/Weighted-Boxes-Fusion>`_ (1.0.9) — same boxes,
-scores, labels and order — but vectorised over all images and classes at once.
+scores, labels and order — for all images and classes in one call.
 
-Why not call ensemble_boxes: it runs a Python loop per box and per image (about 1.4 s for the
-two bundled DeepPCB prediction files); here every image and class advances together, one box
-per step ("lockstep"), so the Python loop runs as many times as the largest group has boxes.
-The clustering itself stays sequential, exactly as in ensemble_boxes, because its result depends
-on the order in which boxes join clusters.
+Why not call ensemble_boxes: it runs a Python loop per box and per image (about 2.7 s of CPU for
+4 models x 500 DeepPCB images). Here the clustering and suppression loops are compiled by numba
+and run over every group (image, label) in one call, in ensemble_boxes' arithmetic: the same
+operations in the same order (the IoU of :mod:`.overlap`), float32 where it uses float32. The
+loops stay sequential, as in ensemble_boxes, because their results depend on the order in which
+boxes join clusters.
+
+numba compiles each kernel on its first call (about 3 s of CPU for all four methods) and caches
+the machine code on disk (:func:`.overlap.njit_cached`), so later processes only load it (about
+0.3 s).
+
+Two things a compiled loop cannot reproduce are left to numpy:
+
+- the order of equal scores: ensemble_boxes sorts with numpy's ``argsort`` (NMS: numba's
+  quicksort), whose order of equal keys depends on the algorithm; groups and images holding equal
+  scores are re-sorted with that very sort (``_resort``);
+- soft-NMS's gaussian decay ``exp(-IoU² / sigma)``: numpy's ``exp`` (its own SIMD code on most
+  CPUs) and numba's (the C library's) may differ in the last bit, and that bit can decide whether
+  a decayed score stays above ``thresh``. The compiled walk hands numpy each step's exponents.
 
 Boxes are ``xyxy_norm`` (divided by the image size), as ensemble_boxes expects. What
 ensemble_boxes does that a user may not expect, and which is kept for parity:
@@ -23,21 +37,23 @@ ensemble_boxes does that a user may not expect, and which is kept for parity:
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 
 import numpy as np
+from numba.misc.quicksort import make_py_quicksort
 
 from ..errors import SmallboxError
 from ..predictions.results import to_coco_results
+from .overlap import iou_rows, njit_cached
 
 METHODS = ("wbf", "nms", "soft-nms", "nmw")
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
 DEFAULT_IOU = {"wbf": 0.55, "nms": 0.5, "soft-nms": 0.5, "nmw": 0.55}
 SOFT_METHODS = {"linear": 1, "gaussian": 2}
-# Groups are padded to the largest one in a chunk: bound the padded size.
-MAX_CHUNK_ELEMENTS = 2_000_000
 
 
 @dataclass
@@ -100,52 +116,53 @@ def fuse(dets: Detections, n_models: int, method: str = "wbf", weights=None, iou
         raise SmallboxError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if conf_type not in CONF_TYPES:
         raise SmallboxError(f"conf-type must be one of {', '.join(CONF_TYPES)}, got {conf_type!r}")
+    if soft_method not in SOFT_METHODS:
+        raise SmallboxError(f"soft-NMS method must be one of {', '.join(SOFT_METHODS)}, got {soft_method!r}")
     if weights is not None and len(weights) != n_models:
         raise SmallboxError(f"got {len(weights)} weights for {n_models} prediction files")
+    if method == "wbf" and conf_type in ("box_and_model_avg", "absent_model_aware_avg") and n_models > 63:
+        # these need each cluster's set of models, kept as the bits of an int64
+        raise SmallboxError(f"conf-type {conf_type} takes at most 63 prediction files, got {n_models}")
     iou_thr = DEFAULT_IOU[method] if iou_thr is None else float(iou_thr)
     if not 0 <= iou_thr <= 1:
         raise SmallboxError(f"IoU threshold must be in [0, 1], got {iou_thr}")
     if skip_box_thr > 0:
         dets = dets.take(np.flatnonzero(~(dets.score < skip_box_thr)))
-    if method == "wbf":
+    if method in ("wbf", "nmw"):
         w = np.ones(n_models) if weights is None else np.array(weights)
-        return _wbf(dets, w, iou_thr, conf_type, allows_overflow)
-    if method == "nmw":
-        w = np.ones(n_models) if weights is None else np.array(weights)
+        if method == "wbf":
+            return _wbf(dets, w, iou_thr, conf_type, allows_overflow)
         return _nmw(dets, w / max(w), iou_thr)
-    if soft_method not in SOFT_METHODS:
-        raise SmallboxError(f"soft-NMS method must be one of {', '.join(SOFT_METHODS)}, got {soft_method!r}")
-    return _nms(dets, weights, iou_thr, method == "soft-nms", SOFT_METHODS[soft_method], sigma, thresh)
+    if weights is not None:
+        w = np.array(weights)
+        dets = Detections(dets.image, dets.label, (dets.score * w[dets.model]) / w.sum(), dets.xyxy_norm, dets.model)
+    if method == "nms":
+        return _nms(dets, iou_thr)
+    return _soft_nms(dets, iou_thr, soft_method == "linear", float(sigma), float(thresh))
 
 
 # ---------------------------------------------------------------------------------------------
-# Input cleaning as ensemble_boxes does it
+# Input cleaning and grouping
 
 
 def _clean_boxes(dets: Detections) -> Detections:
     """Corners ordered, coordinates clipped to [0, 1], zero-area boxes dropped (ensemble_boxes'
-    ``prefilter_boxes`` / ``prepare_boxes``); the order of the rest is kept."""
-    b = dets.xyxy_norm
-    x1, x2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
-    y1, y2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
-    b = np.clip(np.stack([x1, y1, x2, y2], axis=1), 0.0, 1.0)
-    keep = np.flatnonzero((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) != 0.0)
-    out = dets.take(keep)
-    out.xyxy_norm = b[keep]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Grouping: one group per (image, label), boxes in processing order
+    ``prefilter_boxes`` / ``prepare_boxes``); the order of the rest is kept. The arrays come out
+    in the dtypes the kernels are compiled for (int64, contiguous float64)."""
+    b = np.asarray(dets.xyxy_norm, dtype=np.float64)
+    b = np.concatenate([np.minimum(b[:, :2], b[:, 2:]), np.maximum(b[:, :2], b[:, 2:])], axis=1)
+    np.clip(b, 0.0, 1.0, out=b)
+    nonzero = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) != 0.0
+    if not nonzero.all():
+        dets, b = dets.take(np.flatnonzero(nonzero)), b[nonzero]
+    image, label, model = (np.asarray(a, dtype=np.int64) for a in (dets.image, dets.label, dets.model))
+    return Detections(image, label, np.ascontiguousarray(dets.score, dtype=np.float64), b, model)
 
 
 @dataclass
 class _Groups:
-    """Detections grouped per (image, label), padded into chunks of similar size.
-
-    ``order`` lists detection positions group after group; ``start[g]``, ``size[g]`` locate
-    group ``g`` in it; ``image[g]``, ``label[g]`` name it.
-    """
+    """Detections grouped per (image, label): group ``g`` is ``order[start[g]:start[g] + size[g]]``
+    (detection positions), of image ``image[g]`` and label ``label[g]``."""
 
     order: np.ndarray
     start: np.ndarray
@@ -153,61 +170,44 @@ class _Groups:
     image: np.ndarray
     label: np.ndarray
 
-    def chunks(self, shrink: int = 2):
-        """Yield ``(group ids [G], padded positions [G, n_max] (-1 padding))``, groups sorted by
-        size descending, so the groups still running at step ``j`` are a prefix.
 
-        A chunk holds groups down to ``n_max // shrink`` boxes: the Python loop runs ``n_max``
-        steps per chunk, and work per step grows with the padded width, so clustering (work per
-        step ~ clusters so far) wants few chunks and NMS (work ~ boxes left) wants tight ones."""
-        by_size = np.argsort(-self.size, kind="stable")
-        sizes = self.size[by_size]
-        i = 0
-        while i < len(by_size):
-            n_max = int(sizes[i])
-            end = min(len(by_size), i + max(1, MAX_CHUNK_ELEMENTS // n_max))
-            end = i + max(1, int(np.searchsorted(-sizes[i:end], -(n_max // shrink), side="right")))
-            ids = by_size[i:end]
-            yield ids, self._padded(ids, n_max)
-            i = end
-
-    def _padded(self, ids: np.ndarray, n_max: int) -> np.ndarray:
-        sizes = self.size[ids]
-        rows = np.repeat(np.arange(len(ids)), sizes)
-        cols = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        padded = np.full((len(ids), n_max), -1, dtype=np.int64)
-        padded[rows, cols] = self.order[np.repeat(self.start[ids], sizes) + cols]
-        return padded
-
-
-def _group(image, label, score=None, tie_order=None) -> _Groups:
-    """Group positions ``0..N-1`` by (image, label); within a group keep the given order or,
-    with ``score``, sort by descending score. Equal scores are ordered by ``tie_order(scores
-    in given order) -> permutation``, the sort of the library being matched."""
-    order = np.lexsort((label, image)) if score is None else np.lexsort((-score, label, image))
-    gi, gl = image[order], label[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (gi[1:] != gi[:-1]) | (gl[1:] != gl[:-1])
-    start = np.flatnonzero(new)
+def _group_by_key(image, label, by_first=False) -> _Groups:
+    """Positions ``0..N-1`` grouped by (image, label), input order kept within a group; groups by
+    image, then label ascending (NMS's ``np.unique`` order) or, ``by_first``, by the position of
+    their first box (WBF and NMW keep labels in the order they first meet them in an image)."""
+    lo, hi = int(label.min()), int(label.max())
+    if hi - lo <= 4 * len(label):  # class ids: a short range, no need to sort the labels
+        labels, rank = np.arange(lo, hi + 1), label - lo
+    else:
+        labels, rank = np.unique(label, return_inverse=True)
+    key = image * len(labels) + rank
+    order = np.argsort(key, kind="stable")  # timsort: fast on runs (files come sorted by image)
+    sorted_key = key[order]
+    start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
     size = np.diff(np.append(start, len(order)))
-    if score is not None:
-        _fix_ties(order, start, size, score, tie_order)
-    return _Groups(order, start, size, gi[start], gl[start])
+    group_key = sorted_key[start]
+    if by_first:
+        by = np.lexsort((order[start], group_key // len(labels)))
+        start, size, group_key = start[by], size[by], group_key[by]
+    return _Groups(order, start, size, group_key // len(labels), labels[group_key % len(labels)])
 
 
-def _fix_ties(order, start, size, score, tie_order):
-    """Where a group holds equal scores, redo its order with the matched library's sort, on the
-    scores in their original order (the order ensemble_boxes sees them in)."""
-    s = score[order]
-    tied = np.flatnonzero(s[1:] == s[:-1]) + 1
-    if not len(tied):
-        return
-    group_of = np.searchsorted(start, tied, side="right") - 1
-    tied_groups = np.unique(group_of[tied > start[group_of]])
-    for g in tied_groups:
+def _sort_groups(groups: _Groups, score, tie_order) -> _Groups:
+    """Each group's boxes by descending score, in place; groups holding equal scores are ordered
+    by ``tie_order``, the sort of the library being matched."""
+    tied = _k_sort_desc(score, groups.order, groups.start, groups.size)
+    _resort(groups.order, groups.start, groups.size, score, tie_order, np.flatnonzero(tied))
+    return groups
+
+
+def _resort(order, start, size, values, tie_order, segments):
+    """Order the given segments ``order[start[g]:start[g] + size[g]]`` with ``tie_order(values in
+    ascending index order) -> permutation``: for boxes, input order; for clusters,
+    ``overall_boxes`` order; the order ensemble_boxes hands them to its sort in."""
+    for g in segments:
         sl = slice(start[g], start[g] + size[g])
         members = np.sort(order[sl])
-        order[sl] = members[tie_order(score[members])]
+        order[sl] = members[tie_order(values[members])]
 
 
 def _numpy_descending(scores):
@@ -215,178 +215,58 @@ def _numpy_descending(scores):
     return np.argsort(scores)[::-1]
 
 
+def _numpy_descending_float32(scores):
+    """The same on float32 (NMW's ``overall_boxes``): numpy's order of equal keys may differ by dtype."""
+    return np.argsort(scores.astype(np.float32))[::-1]
+
+
 def _numba_descending(scores):
-    """ensemble_boxes' ``scores.argsort()[::-1]`` inside numba (NMS): numba's own quicksort
-    (insertion sort up to 15 items), which orders equal scores differently from numpy's."""
-    if len(scores) <= NUMBA_INSERTION_SORT_MAX:  # insertion sort is stable
-        return np.argsort(scores, kind="stable")[::-1]
-    try:
-        from numba.misc.quicksort import make_py_quicksort
-    except ImportError:  # numba comes with ensemble_boxes; without it, a stable order
-        return np.argsort(scores, kind="stable")[::-1]
-    global _NUMBA_ARGSORT
-    if _NUMBA_ARGSORT is None:
-        _NUMBA_ARGSORT = make_py_quicksort(is_argsort=True, is_np_array=True).run_quicksort
+    """ensemble_boxes' ``scores.argsort()[::-1]`` inside numba (NMS's ``nms_float_fast``): numba's
+    quicksort, here in its pure-Python form (compiling numba's argsort takes seconds)."""
     return np.asarray(_NUMBA_ARGSORT(np.asarray(scores, dtype=np.float64)))[::-1]
 
 
-_NUMBA_ARGSORT = None
-NUMBA_INSERTION_SORT_MAX = 15  # numba.misc.quicksort.SMALL_QUICKSORT
-
-
-def _iou_one_to_many(box, boxes):
-    """IoU of ``box [A, 4]`` with ``boxes [A, K, 4]`` -> ``[A, K]``, with ensemble_boxes'
-    arithmetic (same operations, same order, so equal IoUs compare equal)."""
-    xa = np.maximum(boxes[..., 0], box[:, None, 0])
-    ya = np.maximum(boxes[..., 1], box[:, None, 1])
-    xb = np.minimum(boxes[..., 2], box[:, None, 2])
-    yb = np.minimum(boxes[..., 3], box[:, None, 3])
-    inter = np.maximum(xb - xa, 0) * np.maximum(yb - ya, 0)
-    area_many = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    area_one = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-    return inter / (area_many + area_one[:, None] - inter)
+_NUMBA_ARGSORT = make_py_quicksort(is_argsort=True, is_np_array=True).run_quicksort
 
 
 # ---------------------------------------------------------------------------------------------
 # Weighted boxes fusion
 
 
-class _Clusters:
-    """Clusters of a chunk of ``G`` groups, at most ``K`` per group, stored flat: cluster ``k`` of
-    group ``g`` is row ``g * K + k``. The boxes new boxes are matched against are kept per
-    coordinate (``[4, G * K]``) with their areas; unused slots hold a far-away unit box, whose IoU
-    with anything is 0, so it never wins a match (matching needs IoU > thr >= 0)."""
-
-    def __init__(self, g: int, k: int):
-        self.k = k
-        self.count = np.zeros(g, dtype=np.int64)              # clusters per group
-        self.rep_xyxy = np.empty((4, g * k))
-        self.rep_xyxy[:] = np.array([[-3.0], [-3.0], [-2.0], [-2.0]])
-        self.rep_area = np.ones(g * k)
-        self.sum_xyxy = np.zeros((g * k, 4), dtype=np.float32)  # ensemble_boxes sums in float32
-        self.conf = np.zeros(g * k)
-        self._base = np.arange(g) * k
-
-    def rep(self, flat: np.ndarray) -> np.ndarray:
-        """Boxes ``[n, 4]`` of the given flat cluster rows."""
-        return self.rep_xyxy[:, flat].T
-
-    def set_rep(self, flat: np.ndarray, boxes: np.ndarray) -> None:
-        self.rep_xyxy[:, flat] = boxes.T
-        self.rep_area[flat] = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-    def match(self, rows: int, box: np.ndarray, iou_thr: float) -> tuple[np.ndarray, np.ndarray]:
-        """Best cluster of each of the first ``rows`` groups for its new box ``[rows, 4]``:
-        ``(matched [rows] bool, flat cluster row [rows])``; the first best wins, IoU must be > thr.
-        The arithmetic is ensemble_boxes' (same operations in the same order), so equal IoUs
-        compare equal."""
-        k = int(self.count[:rows].max()) if rows else 0
-        if k == 0:
-            return np.zeros(rows, dtype=bool), np.zeros(rows, dtype=np.int64)
-        c = [self.rep_xyxy[i, : rows * self.k].reshape(rows, self.k)[:, :k] for i in range(4)]
-        inter = np.maximum(np.minimum(c[2], box[:, 2:3]) - np.maximum(c[0], box[:, 0:1]), 0)
-        inter *= np.maximum(np.minimum(c[3], box[:, 3:4]) - np.maximum(c[1], box[:, 1:2]), 0)
-        area_one = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-        union = self.rep_area[: rows * self.k].reshape(rows, self.k)[:, :k] + area_one[:, None]
-        union -= inter
-        iou = np.divide(inter, union, out=inter)
-        best = iou.argmax(axis=1)
-        return iou[np.arange(rows), best] > iou_thr, best + self._base[:rows]
-
-    def new(self, r: np.ndarray, box: np.ndarray, s: np.ndarray) -> np.ndarray:
-        """Open a cluster for box ``r`` of each listed group; returns their flat rows. The cluster
-        holds the box unchanged (float64), as ensemble_boxes' ``vstack`` does."""
-        flat = self._base[r] + self.count[r]
-        self.set_rep(flat, box[r])
-        self.sum_xyxy[flat] = s[r, None] * box[r]
-        self.conf[flat] = s[r]
-        self.count[r] += 1
-        return flat
-
-    def rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(group index in chunk [C], slot [C])`` of every cluster, in creation order per group."""
-        g, slot = np.nonzero(np.arange(self.k)[None, :] < self.count[:, None])
-        return g, slot
-
-
 def _wbf(dets: Detections, weights: np.ndarray, iou_thr: float, conf_type: str, allows_overflow: bool) -> Fused:
     dets = _clean_boxes(dets)
     if not len(dets):
         return _empty()
-    # [label, score * weight, weight, model, x1, y1, x2, y2] in ensemble_boxes' terms.
-    wscore = dets.score * weights[dets.model]
-    groups = _group(dets.image, dets.label, wscore, _numpy_descending)
-    out_group, out_slot, out_xyxy, out_score = [], [], [], []
-    for ids, padded in groups.chunks(8):
-        cl = _Clusters(len(ids), padded.shape[1])
-        cluster_of = np.zeros_like(padded)  # flat cluster row each box joined
-        active = (padded >= 0).sum(axis=0)
-        for j in range(padded.shape[1]):
-            rows = int(active[j])
-            pos = padded[:rows, j]
-            box, s = dets.xyxy_norm[pos], wscore[pos]
-            matched, flat = cl.match(rows, box, iou_thr)
-            joined = np.flatnonzero(matched)
-            flat[~matched] = cl.new(np.flatnonzero(~matched), box, s)
-            _wbf_join(cl, flat[joined], box[joined], s[joined])
-            cluster_of[:rows, j] = flat
-        g_idx, slot = cl.rows()
-        flat = g_idx * cl.k + slot
-        out_group.append(ids[g_idx])
-        out_slot.append(slot)
-        out_xyxy.append(cl.rep(flat))
-        out_score.append(_wbf_scores(cl, flat, padded, cluster_of, dets.model, wscore, weights, conf_type,
-                                     allows_overflow))
-    group, slot = np.concatenate(out_group), np.concatenate(out_slot)
-    first = _first_position(groups)
-    return _by_score(groups.image[group], groups.label[group], np.concatenate(out_score),
-                     np.concatenate(out_xyxy), (first[group], slot))
+    w = weights[dets.model].astype(np.float64)
+    wscore = dets.score * w  # ensemble_boxes' row: [label, score * weight, weight, model, box]
+    groups = _sort_groups(_group_by_key(dets.image, dets.label, by_first=True), wscore, _numpy_descending)
+    group, xyxy, conf, count, wsum, smax, models = _k_wbf(groups.order, groups.start, groups.size, dets.xyxy_norm,
+                                                          wscore, w, dets.model, iou_thr)
+    score = _wbf_score(conf, count, wsum, smax, models, weights, conf_type, allows_overflow)
+    return _by_score(groups.image[group], groups.label[group], score, xyxy, _numpy_descending)
 
 
-def _wbf_join(cl: _Clusters, flat, box, s):
-    """Add boxes to their clusters (one per cluster) and recompute the fused box as
-    ``get_weighted_box`` does: float32 sum of ``score * box``, divided by the float64 score sum."""
-    cl.sum_xyxy[flat] += s[:, None] * box
-    cl.conf[flat] += s
-    cl.set_rep(flat, (cl.sum_xyxy[flat] / cl.conf[flat, None]).astype(np.float32).astype(np.float64))
+def _wbf_score(conf, members, weight, max_conf, models, weights, conf_type, allows_overflow):
+    """Cluster scores ``[C]`` as ``get_weighted_box`` leaves them (float32, except for clusters of
+    one box, which keep the box's row) and as ``weighted_boxes_fusion`` rescales them at the end.
 
-
-def _wbf_scores(cl, flat, padded, cluster_of, model, wscore, weights, conf_type, allows_overflow):
-    """Cluster scores as ``get_weighted_box`` leaves them (float32, except for clusters of one box)
-    and as ``weighted_boxes_fusion`` rescales them at the end. Sums run over the boxes in the order
-    they joined (``ufunc.at`` is sequential), so they round as ensemble_boxes' loops do."""
-    real = padded >= 0
-    joined_order = cluster_of.T[real.T]  # step-major: the order boxes joined in
-    pos = padded.T[real.T]
-    n = len(cl.conf)
-    members = np.bincount(joined_order, minlength=n)[flat]
-    weight = np.zeros(n)
-    np.add.at(weight, joined_order, weights[model[pos]].astype(np.float64))
-    max_conf = np.full(n, -np.inf)
-    np.maximum.at(max_conf, joined_order, wscore[pos])
-    models = np.zeros(n, dtype=np.int64)
-    np.bitwise_or.at(models, joined_order, np.left_shift(1, model[pos]))
+    Args (per cluster): ``conf`` score sum, ``members`` boxes, ``weight`` weight sum, ``max_conf``
+    best score, ``models`` bit mask of the models.
+    """
     single = members == 1
-    conf = cl.conf[flat]
-    score = np.where(single, conf, (max_conf[flat] if conf_type == "max" else conf / members).astype(np.float32))
-    weight = np.where(single, weight[flat], weight[flat].astype(np.float32))
-    return _wbf_rescale(score, members, weight, models[flat], weights, conf_type, allows_overflow)
-
-
-def _wbf_rescale(s, n, w, models, weights, conf_type, allows_overflow) -> np.ndarray:
-    """Scores after clustering, as at the end of ``weighted_boxes_fusion``: ``s`` fused score,
-    ``n`` boxes, ``w`` weight sum, ``models`` bit mask of the models, per cluster."""
+    score = np.where(single, conf, (max_conf if conf_type == "max" else conf / members).astype(np.float32))
+    w = np.where(single, weight, weight.astype(np.float32))
     if conf_type == "box_and_model_avg":
-        s = s * n / w
-        return s * _subset_sums(weights, models) / weights.sum()
+        score = score * members / w
+        return score * _subset_sums(weights, models) / weights.sum()
     if conf_type == "absent_model_aware_avg":
         absent = (1 << len(weights)) - 1 - models
-        return s * n / (w + _subset_sums(weights, absent))
+        return score * members / (w + _subset_sums(weights, absent))
     if conf_type == "max":
-        return s / weights.max()
+        return score / weights.max()
     if not allows_overflow:
-        return s * np.minimum(len(weights), n) / weights.sum()
-    return s * n / weights.sum()
+        return score * np.minimum(len(weights), members) / weights.sum()
+    return score * members / weights.sum()
 
 
 def _subset_sums(weights: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -397,10 +277,50 @@ def _subset_sums(weights: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return sums[inv]
 
 
-def _first_position(groups: _Groups) -> np.ndarray:
-    """Per group, the position of its first box in the input: ensemble_boxes keeps labels in the
-    order it first meets them in an image."""
-    return np.minimum.reduceat(groups.order, groups.start)
+@njit_cached
+def _k_wbf(order, start, size, box, s, w, model, iou_thr):
+    """WBF clustering of each group (boxes by descending score), as ``weighted_boxes_fusion``'s
+    loop: the first best cluster by IoU (> ``iou_thr``) with its fused box takes the box, else the
+    box opens a cluster.
+
+    Args: ``box [N, 4]``, ``s [N]`` score * weight, ``w [N]`` weight, ``model [N]``.
+    Returns, per cluster in creation order (``[C]``): group, fused box ``[C, 4]`` (the box itself
+    for one box, else float32 as ``get_weighted_box``), score sum, boxes, weight sum, max score,
+    bit mask of the models.
+    """
+    n = len(order)
+    group, count, models = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    rep = np.empty((n, 4))
+    acc = np.empty((n, 4), np.float32)  # get_weighted_box's float32 sum of score * box
+    conf, wsum, smax = np.empty(n), np.empty(n), np.empty(n)
+    c = 0
+    for g in range(len(start)):
+        first = c
+        for p in order[start[g]:start[g] + size[g]]:
+            best, best_iou = -1, iou_thr
+            for k in range(first, c):  # find_matching_box_fast: the first best, one cluster at a time
+                iou = iou_rows(rep, k, box, p)
+                if iou > best_iou:
+                    best, best_iou = k, iou
+            if best < 0:
+                k = c
+                c += 1
+                group[k], count[k], models[k] = g, 1, 1 << model[p]
+                conf[k], wsum[k], smax[k] = s[p], w[p], s[p]
+                for j in range(4):  # vstack keeps the box as it is (float64)
+                    rep[k, j] = box[p, j]
+                    acc[k, j] = np.float32(0.0 + s[p] * box[p, j])
+                continue
+            k = best
+            conf[k] += s[p]
+            for j in range(4):  # float32 += float64, then float32 / float64 sum, as numpy does it
+                acc[k, j] = np.float32(np.float64(acc[k, j]) + s[p] * box[p, j])
+                rep[k, j] = np.float64(np.float32(np.float64(acc[k, j]) / conf[k]))
+            count[k] += 1
+            wsum[k] += w[p]
+            smax[k] = max(smax[k], s[p])
+            models[k] |= 1 << model[p]
+    return group[:c], rep[:c], conf[:c], count[:c], wsum[:c], smax[:c], models[:c]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,167 +332,209 @@ def _nmw(dets: Detections, weights: np.ndarray, iou_thr: float) -> Fused:
     if not len(dets):
         return _empty()
     wscore = dets.score * weights[dets.model]
-    groups = _group(dets.image, dets.label, wscore, _numpy_descending)
-    out_group, out_slot, out_xyxy, out_score = [], [], [], []
-    for ids, padded in groups.chunks(8):
-        cl = _Clusters(len(ids), padded.shape[1])  # rep: the first (best-scoring) box of a cluster
-        cluster_of = np.zeros_like(padded)
-        active = (padded >= 0).sum(axis=0)
-        for j in range(padded.shape[1]):
-            rows = int(active[j])
-            pos = padded[:rows, j]
-            box, s = dets.xyxy_norm[pos], wscore[pos]
-            matched, flat = cl.match(rows, box, iou_thr)
-            flat[~matched] = cl.new(np.flatnonzero(~matched), box, s)
-            cluster_of[:rows, j] = flat
-        g_idx, slot = cl.rows()
-        flat = g_idx * cl.k + slot
-        out_group.append(ids[g_idx])
-        out_slot.append(slot)
-        out_xyxy.append(_nmw_boxes(cl, flat, padded, cluster_of, dets.xyxy_norm, wscore))
-        out_score.append(cl.conf[flat].astype(np.float32).astype(np.float64))  # the first box's score
-    group, slot = np.concatenate(out_group), np.concatenate(out_slot)
-    first = _first_position(groups)
-    return _by_score(groups.image[group], groups.label[group], np.concatenate(out_score),
-                     np.concatenate(out_xyxy), (first[group], slot))
+    groups = _sort_groups(_group_by_key(dets.image, dets.label, by_first=True), wscore, _numpy_descending)
+    group, lead, xyxy = _k_nmw(groups.order, groups.start, groups.size, dets.xyxy_norm, wscore, iou_thr)
+    # NMW's overall_boxes is float32: scores rounded, and sorted as float32.
+    score = wscore[lead].astype(np.float32).astype(np.float64)
+    return _by_score(groups.image[group], groups.label[group], score, xyxy.astype(np.float64),
+                     _numpy_descending_float32)
 
 
-def _nmw_boxes(cl, flat, padded, cluster_of, xyxy_norm, wscore):
-    """NMW's ``get_weighted_box``: every box of a cluster, the first too, adds
-    ``score * IoU(box, first box) * box`` to a float32 sum, in the order the boxes joined."""
-    real = padded >= 0
-    joined = cluster_of.T[real.T]
-    pos = padded.T[real.T]
-    box = xyxy_norm[pos]
-    weight = wscore[pos] * _iou_nmw(box, cl.rep(joined))
-    sums = np.zeros((len(cl.conf), 4), dtype=np.float32)
-    np.add.at(sums, joined, weight[:, None] * box)
-    conf = np.zeros(len(cl.conf))
-    np.add.at(conf, joined, weight)
-    return (sums[flat] / conf[flat, None]).astype(np.float32).astype(np.float64)
+@njit_cached
+def _k_nmw(order, start, size, box, s, iou_thr):
+    """NMW of each group (boxes by descending score), as ``non_maximum_weighted``: a box joins the
+    first cluster whose first box it overlaps best (IoU > ``iou_thr``); a cluster's box is the
+    float32 sum of ``score * IoU(box, first box) * box``, divided by the float64 sum of the weights.
 
-
-def _iou_nmw(a, b):
-    """Row-wise IoU ``[A]`` of ``a, b [A, 4]``, as ensemble_boxes' numba ``bb_intersection_over_union``."""
-    inter = np.maximum(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0) * \
-        np.maximum(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(inter == 0, 0.0, inter / (area_a + area_b - inter))
+    Returns per cluster in creation order: group ``[C]``, first box's position ``[C]``, fused box
+    ``[C, 4]`` float32.
+    """
+    n = len(order)
+    group, lead = np.empty(n, np.int64), np.empty(n, np.int64)
+    acc = np.empty((n, 4), np.float32)
+    conf = np.empty(n)
+    c = 0
+    for g in range(len(start)):
+        first = c
+        for p in order[start[g]:start[g] + size[g]]:
+            best, best_iou = -1, iou_thr
+            for k in range(first, c):
+                iou = iou_rows(box, lead[k], box, p)
+                if iou > best_iou:
+                    best, best_iou = k, iou
+            if best < 0:
+                # IoU of a box with itself: area / (area + area - area), exactly 1 (no zero-area boxes here)
+                best, best_iou = c, 1.0
+                group[c], lead[c], conf[c] = g, p, 0.0
+                acc[c, :] = 0.0
+                c += 1
+            weight = s[p] * best_iou  # IoU is symmetric: the IoU(box, first box) get_weighted_box takes
+            conf[best] += weight
+            for j in range(4):
+                acc[best, j] = np.float32(np.float64(acc[best, j]) + weight * box[p, j])
+    out = np.empty((c, 4), np.float32)
+    for k in range(c):
+        for j in range(4):
+            out[k, j] = np.float32(np.float64(acc[k, j]) / conf[k])
+    return group[:c], lead[:c], out
 
 
 # ---------------------------------------------------------------------------------------------
 # NMS and soft-NMS
 
 
-def _nms(dets: Detections, weights, iou_thr: float, soft: bool, soft_method: int, sigma: float, thresh: float) -> Fused:
-    if weights is not None:
-        w = np.array(weights)
-        dets = Detections(dets.image, dets.label, (dets.score * w[dets.model]) / w.sum(), dets.xyxy_norm, dets.model)
+def _nms(dets: Detections, iou_thr: float) -> Fused:
     dets = _clean_boxes(dets)
     if not len(dets):
         return _empty()
-    if soft:
-        groups = _group(dets.image, dets.label)
-        keep_positions = _soft_nms_keep(dets, groups, iou_thr, soft_method, sigma, thresh)
-    else:
-        groups = _group(dets.image, dets.label, dets.score, _numba_descending)
-        keep_positions = _nms_keep(dets, groups, iou_thr)
-    return Fused(dets.image[keep_positions], dets.label[keep_positions], dets.score[keep_positions],
-                 dets.xyxy_norm[keep_positions])
+    groups = _sort_groups(_group_by_key(dets.image, dets.label), dets.score, _numba_descending)
+    return _kept(dets, _k_nms(groups.order, groups.start, groups.size, dets.xyxy_norm, iou_thr))
 
 
-def _nms_keep(dets: Detections, groups: _Groups, iou_thr: float) -> np.ndarray:
-    """Greedy NMS per group (``nms_float_fast``): positions kept, by image, label, then score."""
-    kept = []
-    for ids, padded in groups.chunks():
-        g, n = padded.shape
-        boxes = dets.xyxy_norm[np.maximum(padded, 0)]
-        suppressed = padded < 0
-        keep = np.zeros((g, n), dtype=bool)
-        for j in range(n):
-            rows = np.flatnonzero(~suppressed[:, j])
-            if not len(rows):
+@njit_cached
+def _k_nms(order, start, size, box, iou_thr):
+    """Greedy NMS of each group (boxes by descending score), as ``nms_float_fast``: a box is kept
+    unless a kept box overlaps it by IoU > ``iou_thr``. Returns the kept positions ``[K]``, group
+    after group, each group's by descending score."""
+    keep = np.empty(len(order), np.int64)
+    gone = np.zeros(len(order), np.bool_)
+    n_keep = 0
+    for g in range(len(start)):
+        end = start[g] + size[g]
+        for i in range(start[g], end):
+            if gone[i]:
                 continue
-            keep[rows, j] = True
-            iou = _iou_one_to_many(boxes[rows, j], boxes[rows, j + 1:])
-            suppressed[rows, j + 1:] |= ~(iou <= iou_thr)
-        kept.append(_kept_in_group_order(ids, padded, keep))
-    return _order_by_group(groups, kept)
+            keep[n_keep] = order[i]
+            n_keep += 1
+            for j in range(i + 1, end):
+                if not gone[j] and iou_rows(box, order[i], box, order[j]) > iou_thr:
+                    gone[j] = True
+    return keep[:n_keep]
 
 
-def _soft_nms_keep(dets, groups: _Groups, iou_thr, method, sigma, thresh) -> np.ndarray:
-    """``cpu_soft_nms_float`` per group: walk the boxes, each time swapping the best remaining
-    one into place and decaying the scores of the rest by their IoU with it."""
-    kept = []
-    for ids, padded in groups.chunks():
-        g, n = padded.shape
-        idx = padded.copy()
-        boxes = np.where((idx >= 0)[..., None], dets.xyxy_norm[np.maximum(idx, 0)], 0.0)  # padding: IoU 0
-        scores = np.where(idx >= 0, dets.score[np.maximum(idx, 0)], -np.inf)
-        areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-        active = (idx >= 0).sum(axis=0)
-        for i in range(n - 1):
-            rows = int(active[i])
-            r = np.arange(rows)
-            best = i + 1 + scores[:rows, i + 1:].argmax(axis=1)
-            swap = np.flatnonzero(scores[r, i] < scores[r, best])
-            for arr in (idx, scores, areas, boxes):
-                a, b = arr[swap, i].copy(), arr[swap, best[swap]].copy()
-                arr[swap, i], arr[swap, best[swap]] = b, a
-            iou = _iou_soft(boxes[:rows, i], areas[:rows, i], boxes[:rows, i + 1:], areas[:rows, i + 1:])
-            if method == 1:
-                weight = np.where(iou > iou_thr, 1 - iou, 1.0)
+def _soft_nms(dets: Detections, iou_thr: float, linear: bool, sigma: float, thresh: float) -> Fused:
+    """``cpu_soft_nms_float`` in every group, all groups one step at a time: at step ``i`` each
+    group swaps its best remaining box into column ``i`` and the kernel writes the decay of every
+    later box (its exponent, for the gaussian); numpy exponentiates them between two steps, on a
+    fresh array, as ensemble_boxes calls it. The Python loop runs as many times as the largest
+    group has boxes; memory stays ``O(N)`` whatever the size of a group (no matrix of pairs)."""
+    dets = _clean_boxes(dets)
+    if not len(dets):
+        return _empty()
+    groups = _group_by_key(dets.image, dets.label)
+    walk = groups.order.copy()  # each group's positions, in walk order as the walk goes
+    s = dets.score[walk]  # and their decayed scores
+    by_size = np.argsort(-groups.size, kind="stable")
+    row = np.empty(len(walk))
+    weight = row[:0]
+    for i in range(int(groups.size.max())):
+        m = _k_soft_nms_step(i, by_size, groups.start, groups.size, walk, s, dets.xyxy_norm, weight, row,
+                             linear, iou_thr, sigma)
+        weight = row[:m].copy() if linear else np.exp(row[:m])  # numpy's exp: numba's may differ in the last bit
+    return _kept(dets, walk[s > thresh])  # groups lie by image, then label: ensemble_boxes' order
+
+
+@njit_cached
+def _k_soft_nms_step(i, by_size, start, size, walk, s, box, weight, row, linear, iou_thr, sigma):
+    """Step ``i`` of ``cpu_soft_nms_float`` in every group still running (``size > i``; ``by_size``
+    lists the groups by descending size). Group ``g``'s state is ``walk`` (positions) and ``s``
+    (decayed scores) from ``start[g]``, in walk order.
+
+    1. Step ``i - 1``'s decay: the scores after column ``i - 1`` times ``weight``, which holds,
+       running group after running group, the values this kernel wrote into ``row`` last step.
+    2. The best remaining box (the first maximum after column ``i``) swaps into column ``i`` if
+       its score beats the box there.
+    3. Into ``row``, for every later box: linear: ``1 - IoU`` above ``iou_thr``, else 1;
+       gaussian: the exponent ``-IoU² / sigma``.
+
+    Returns how many values of ``row`` were written.
+    """
+    r = o = 0
+    for g in by_size:
+        if size[g] <= i:
+            break
+        lead, end = start[g] + i, start[g] + size[g]
+        best = lead + 1
+        for j in range(lead, end):
+            if i > 0:
+                s[j] = weight[r] * s[j]
+                r += 1
+            if j > best and s[j] > s[best]:
+                best = j
+        if best < end and s[lead] < s[best]:
+            walk[lead], walk[best] = walk[best], walk[lead]
+            s[lead], s[best] = s[best], s[lead]
+        for j in range(lead + 1, end):
+            iou = iou_rows(box, walk[lead], box, walk[j])
+            if linear:
+                row[o] = 1.0 - iou if iou > iou_thr else 1.0
             else:
-                weight = np.exp(-(iou * iou) / sigma)
-            scores[:rows, i + 1:] = weight * scores[:rows, i + 1:]
-        keep = (idx >= 0) & (scores > thresh)
-        kept.append(_kept_in_group_order(ids, idx, keep))
-    return _order_by_group(groups, kept)
+                row[o] = -(iou * iou) / sigma
+            o += 1
+    return o
 
 
-def _iou_soft(box, area, boxes, areas):
-    """IoU as ``cpu_soft_nms_float`` computes it: ``[A, 4]`` against ``[A, K, 4]``."""
-    dy = np.maximum(0.0, np.minimum(box[:, None, 3], boxes[..., 3]) - np.maximum(box[:, None, 1], boxes[..., 1]))
-    dx = np.maximum(0.0, np.minimum(box[:, None, 2], boxes[..., 2]) - np.maximum(box[:, None, 0], boxes[..., 0]))
-    inter = dy * dx
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return inter / (area[:, None] + areas - inter)
-
-
-def _kept_in_group_order(ids, padded, keep):
-    g_idx, col = np.nonzero(keep)
-    return ids[g_idx], col, padded[g_idx, col]
-
-
-def _order_by_group(groups: _Groups, kept) -> np.ndarray:
-    """Kept positions ordered by image, label (ascending, as ``np.unique``), then processing order."""
-    gid = np.concatenate([k[0] for k in kept])
-    col = np.concatenate([k[1] for k in kept])
-    pos = np.concatenate([k[2] for k in kept])
-    return pos[np.lexsort((col, groups.label[gid], groups.image[gid]))]
+def _kept(dets: Detections, positions: np.ndarray) -> Fused:
+    return Fused(dets.image[positions], dets.label[positions], dets.score[positions], dets.xyxy_norm[positions])
 
 
 # ---------------------------------------------------------------------------------------------
-# Output order
+# Sorting and output order
 
 
-def _by_score(image, label, score, xyxy, pre_order) -> Fused:
-    """Sort each image's boxes by descending score as ``overall_boxes[:, 1].argsort()[::-1]``.
-
-    ``pre_order`` (keys, most significant first) is the order ensemble_boxes builds
-    ``overall_boxes`` in; it only matters for equal scores, where numpy's sort decides."""
-    pre = np.lexsort(tuple(reversed((image, *pre_order))))
-    image, label, score, xyxy = image[pre], label[pre], score[pre], xyxy[pre]
-    order = np.lexsort((-score, image))
-    s, im = score[order], image[order]
-    tied_images = np.unique(im[1:][(s[1:] == s[:-1]) & (im[1:] == im[:-1])])
-    for t in tied_images:
-        where = np.flatnonzero(im == t)
-        members = np.sort(order[where])  # this image's boxes in pre-order
-        order[where] = members[np.argsort(score[members])[::-1]]
+def _by_score(image, label, score, xyxy, tie_order) -> Fused:
+    """Clusters in ``overall_boxes`` order (images ascending), each image's sorted by descending
+    score as ``overall_boxes[:, 1].argsort()[::-1]``; images holding equal scores by ``tie_order``."""
+    order = np.arange(len(score))
+    start = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+    size = np.diff(np.append(start, len(order)))
+    tied = _k_sort_desc(score, order, start, size)
+    _resort(order, start, size, score, tie_order, np.flatnonzero(tied))
     return Fused(image[order], label[order], score[order], xyxy[order])
+
+
+@njit_cached
+def _k_sort_desc(values, order, start, size):
+    """Sort each segment ``order[start[g]:start[g] + size[g]]`` (indices into ``values``) by
+    descending value, in place, stably (insertion-sorted runs of 16, then merged: numba's own
+    argsort takes seconds to compile). Returns ``[G]`` bool: the segment holds equal values (or
+    NaN), whose order is then left to ``_resort``."""
+    tied = np.zeros(len(start), dtype=np.bool_)
+    src, dst = np.empty(len(order), np.int64), np.empty(len(order), np.int64)
+    for g in range(len(start)):
+        n, first = size[g], start[g]
+        if n < 2:
+            continue
+        for i in range(n):  # explicit loops here and below: slice assignments compile slowly
+            src[i] = order[first + i]
+        for lo in range(0, n, 16):
+            for i in range(lo + 1, min(lo + 16, n)):
+                p, j = src[i], i
+                while j > lo and values[src[j - 1]] < values[p]:
+                    src[j] = src[j - 1]
+                    j -= 1
+                src[j] = p
+        width = 16
+        while width < n:
+            for lo in range(0, n, 2 * width):
+                mid, hi = min(lo + width, n), min(lo + 2 * width, n)
+                i, j = lo, mid
+                for k in range(lo, hi):
+                    if i < mid and (j >= hi or not values[src[j]] > values[src[i]]):
+                        dst[k] = src[i]
+                        i += 1
+                    else:
+                        dst[k] = src[j]
+                        j += 1
+            src, dst = dst, src
+            width *= 2
+        for i in range(n):
+            order[first + i] = src[i]
+        for i in range(n - 1):
+            if not values[src[i]] > values[src[i + 1]]:
+                tied[g] = True
+                break
+    return tied
 
 
 def _empty() -> Fused:
@@ -613,8 +575,24 @@ def to_coco(fused: Fused, image_ids: list, sizes: np.ndarray) -> list[dict]:
     """COCO results of fused detections: corners multiplied back by the image size (labels are
     category ids already)."""
     xyxy_abs = fused.xyxy_norm * np.tile(sizes[fused.image], 2)
-    ids = [image_ids[i] for i in fused.image.tolist()]
-    return to_coco_results(xyxy_abs, fused.score, fused.label, ids)
+    with _gc_paused():
+        ids = [image_ids[i] for i in fused.image.tolist()]
+        return to_coco_results(xyxy_abs, fused.score, fused.label, ids)
+
+
+@contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while building many small acyclic objects (the output's
+    dicts and lists): a collection finds nothing to free there, yet one that reaches the oldest
+    generation walks every live object (the input's dicts too) and can cost more than building
+    the output. The counts carry on, so the collector runs as usual afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def gate(preds: list[dict], area_range) -> list[dict]:
