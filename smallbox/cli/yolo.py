@@ -1,8 +1,9 @@
 """``smallbox yolo MODE key=value ...``: the ``yolo`` CLI, with smallbox's parts registered.
 
-Exactly the syntax of Ultralytics' ``yolo`` (``cfg=recipe.yaml`` included). Before handing over
-to ``ultralytics.cfg.entrypoint()`` it sets the offline defaults, checks the arguments that name
-files (so a typo fails in a second, with exit 2 and nothing written), puts runs under the current
+Exactly the syntax of Ultralytics' ``yolo`` (``cfg=recipe.yaml`` included), plus ``--show`` (what
+a recipe changes, without running). Before handing over to ``ultralytics.cfg.entrypoint()`` it sets
+the offline defaults, checks the arguments (the files they name, setting values, the device, the
+output folder: a typo fails in a second, with exit 2 and nothing written), puts runs under the current
 folder, registers smallbox's model layers and points the detect task at smallbox's trainer,
 validator, predictor and model. smallbox's own settings travel outside the argument list (the
 ``yolo`` CLI rejects unknown keys): in the data YAML written by ``smallbox convert``, and in two
@@ -18,12 +19,16 @@ from pathlib import Path
 
 from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
+from .options import check_device, check_output, checkpoint_kind
 
 # Arguments that name a weights file the run reads: offline, a missing one is a plain error.
 WEIGHT_KEYS = ("model", "pretrained", "resume")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 RUN_MODES = ("train", "val", "predict", "export", "track", "benchmark")
 DEFAULT_RUNS = "runs"
+# Folders Ultralytics' exporters write (yolo11n_openvino_model/, _saved_model/, ...): a model= folder.
+EXPORT_FOLDER_SUFFIX = "_model"
+VIDEO_SUFFIXES = (".asf", ".avi", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".wmv", ".webm")
 
 HELP = """usage: smallbox yolo MODE [key=value ...]      (MODE: train, val, predict, export, ...)
 
@@ -39,6 +44,8 @@ The `yolo` command of Ultralytics with smallbox inside; every `yolo` argument wo
   offline     nothing is downloaded: model= must be a local .pt or a model YAML
   runs        under ./runs/<task>/ unless project= says otherwise (a relative project= is taken
               from the current folder)
+  --show      print what a recipe changes (each setting that differs from Ultralytics' default, with
+              both values) and, for a model YAML, the model with its `base:` merged in; runs nothing
 environment:
   SMALLBOX_FITNESS=coco/AP_small   results.csv column that picks best.pt (default: Ultralytics' fitness)
   SMALLBOX_IMAGE_IDS=test.json     image ids of a predict run (matched by file name)
@@ -48,6 +55,7 @@ examples (bundled data; recipes/ holds the report's recipes and model YAMLs):
   smallbox yolo train model=recipes/models/csp-yolov8s.yaml data=runs/data/deeppcb/data.yaml imgsz=640 epochs=60
   smallbox yolo val model=runs/detect/train/weights/best.pt data=runs/data/deeppcb/data.yaml
   smallbox yolo predict model=runs/detect/train/weights/best.pt source=runs/data/deeppcb/images/val conf=0.001
+  smallbox yolo cfg=recipes/exp2-mosaic-80-20.yaml model=recipes/models/swin-s-yolo.yaml --show
 More: docs/yolo.md, docs/adapters.md."""
 
 
@@ -56,9 +64,11 @@ def run_argv(argv: list[str]) -> int:
         print(HELP)
         return 0
     apply_offline_defaults()  # before Ultralytics is imported anywhere
+    if "--show" in argv:
+        print(show_settings([a for a in argv if a != "--show"]))
+        return 0
     args = effective_args(argv)
-    mode = next((a for a in argv if a in RUN_MODES), None)
-    check_arguments(args, mode)
+    check_arguments(args, run_mode(argv, args))
     argv = with_local_project(argv, args)
     from ultralytics.cfg import entrypoint
 
@@ -70,12 +80,60 @@ def run_argv(argv: list[str]) -> int:
     sys.argv[:] = ["yolo", *argv]
     try:
         entrypoint()
-    except SyntaxError as e:  # Ultralytics' message for an unknown or malformed argument
+    except (SyntaxError, FileNotFoundError) as e:  # Ultralytics' messages: an unknown argument, a missing file
         print(f"smallbox yolo: error: {e}", file=sys.stderr)
         return 2
     finally:
         sys.argv[:] = saved
     return 0
+
+
+def show_settings(argv: list[str]) -> str:
+    """What a run would change: each setting of the recipe (``cfg=``) and the command line that
+    differs from Ultralytics' default, with both values and where it was set; then a model YAML
+    as the trainer builds it (``base:`` merged in)."""
+    import ultralytics
+    from ultralytics.cfg import DEFAULT_CFG_DICT, smart_value
+
+    command_line = _key_values(argv)
+    args = effective_args(argv)
+    rows, same = [("setting", "value", "default", "set by")], 0
+    for key, value in args.items():
+        value = smart_value(value) if key in command_line and key not in ("project", "name") else value
+        if key == "cfg" or (key in DEFAULT_CFG_DICT and value == DEFAULT_CFG_DICT[key]):
+            same += key != "cfg"
+            continue
+        rows.append((key, str(value), str(DEFAULT_CFG_DICT.get(key, "(not a setting)")),
+                     "command line" if key in command_line else args["cfg"]))
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+    lines = [f"settings that differ from Ultralytics' defaults (ultralytics {ultralytics.__version__}, cfg/default.yaml):"]
+    lines += ["  " + "".join(c.ljust(w) for c, w in zip(r, widths)) + r[3] for r in rows]
+    if same:
+        lines.append(f"  ({same} more given, equal to the default)")
+    model = str(args.get("model") or "")
+    if model.endswith((".yaml", ".yml")):
+        lines += ["", f"model {model} as the trainer builds it (`base:` merged in; nc comes from the data):",
+                  _model_text(_model_yaml(model))]
+    return "\n".join(lines)
+
+
+def _model_text(model: dict) -> str:
+    """A model YAML dict written back as YAML, one layer a line."""
+    import yaml
+
+    def flow(value) -> str:
+        # one line; a scalar's dump ends with the document end mark "..."
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1000).strip().removesuffix("\n...")
+
+    lines = []
+    for key, value in model.items():
+        if key == "yaml_file" or value in ("", None):
+            continue
+        if isinstance(value, list) and all(isinstance(row, list) for row in value):
+            lines += [f"{key}:"] + [f"  - {flow(row)}" for row in value]
+        else:
+            lines.append(f"{key}: {flow(value)}")
+    return "\n".join(lines)
 
 
 def effective_args(argv: list[str]) -> dict:
@@ -94,24 +152,41 @@ def effective_args(argv: list[str]) -> dict:
     return args
 
 
+def run_mode(argv: list[str], args: dict) -> str | None:
+    """``train``, ``val``, ... as Ultralytics will read it (a bare word, ``mode=``, else its default
+    ``train`` when only ``key=value`` arguments are given); None for its special commands
+    (``yolo settings``, ``yolo checks`` ...), which are passed through unchecked."""
+    mode = next((a for a in argv if a in RUN_MODES), None) or args.get("mode")
+    if mode or any("=" not in a for a in argv):
+        return mode
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return DEFAULT_CFG_DICT["mode"] if args else None
+
+
 def check_arguments(args: dict, mode: str | None) -> None:
     """Everything that can be checked before Ultralytics starts: the model and weight files, the
-    data YAML (a COCO json is the common slip), the predict source, SMALLBOX_FITNESS."""
-    if mode and not args.get("model") and not args.get("resume"):
+    data YAML (a COCO json is the common slip), setting values, the device, the output folder, the
+    predict source, SMALLBOX_FITNESS."""
+    _check_keys(args)
+    resume = str(args.get("resume", "")).lower() not in ("", "false", "none")
+    if mode and not args.get("model") and not resume:
         raise SmallboxError(f"`smallbox yolo {mode}` needs model= (a local .pt, or a model YAML such as "
                             "yolo11n.yaml or recipes/models/yolo-tiny.yaml for random weights): nothing is downloaded")
+    if mode == "train" and not args.get("data") and not resume:
+        raise SmallboxError("`smallbox yolo train` needs data= (a data.yaml written by `smallbox convert ... --out DIR`): "
+                            "Ultralytics' default dataset would be downloaded")
     _check_data(str(args.get("data") or ""))
-    for key in WEIGHT_KEYS:
-        value = str(args.get(key) or "")
-        if value.lower() in ("", "true", "false", "none") or (key == "model" and not value.endswith(WEIGHT_SUFFIXES)):
-            continue
-        if not _find_weights(value):
-            raise SmallboxError(f"{key}={value}: no such weights file (smallbox runs offline: give a local path"
-                                + (", or a model YAML such as yolo11n.yaml to start from random weights)" if key == "model"
-                                   else "; relative paths are also looked up in $SMALLBOX_WEIGHTS_DIR)"))
+    _check_weights(args)
+    if mode:
+        _check_values(args)
+        check_device(args.get("device"))
+        if args.get("project"):
+            check_output(args["project"], "project", folder=True)
     if mode == "predict":
         _check_source(args.get("source"))
     if mode in ("train", "val") and args.get("data"):
+        _check_split(str(args["data"]), args.get("split") or "val", mode)
         _check_fitness(str(args["data"]))
 
 
@@ -119,8 +194,114 @@ def _check_data(data: str) -> None:
     if data.endswith((".json", ".json.gz")):
         raise SmallboxError(f"data={data} is a COCO json; `smallbox yolo` trains on a dataset YAML. Convert it once: "
                             f"smallbox convert {data} --images IMAGES_DIR --out DATASET_DIR, then data=DATASET_DIR/data.yaml")
-    if data.endswith((".yaml", ".yml")) and ("/" in data or "\\" in data) and not Path(data).expanduser().is_file():
-        raise SmallboxError(f"data={data}: no such file (write a dataset with `smallbox convert ... --out DIR`, then data=DIR/data.yaml)")
+    path = Path(data).expanduser()
+    if data and not path.exists():
+        raise SmallboxError(f"data={data}: no such file (write a dataset with `smallbox convert ... --out DIR`, "
+                            "then data=DIR/data.yaml)")
+    if data and path.is_file() and path.suffix not in (".yaml", ".yml"):
+        raise SmallboxError(f"data={data}: not a dataset YAML (give the data.yaml written by `smallbox convert`)")
+
+
+def _check_weights(args: dict) -> None:
+    """model=, pretrained=, resume=: local files (a missing one is not downloaded); model= and
+    resume= must be Ultralytics checkpoints, model YAMLs it can read, or exported models."""
+    for key in WEIGHT_KEYS:
+        value = str(args.get(key) or "")
+        if value.lower() in ("", "true", "false", "none"):
+            continue
+        if key == "model" and not value.endswith(WEIGHT_SUFFIXES):
+            _check_model_file(value)
+            continue
+        found = _find_weights(value)
+        if not found:
+            raise SmallboxError(f"{key}={value}: no such weights file (smallbox runs offline: give a local path"
+                                + (", or a model YAML such as yolo11n.yaml to start from random weights)" if key == "model"
+                                   else "; relative paths are also looked up in $SMALLBOX_WEIGHTS_DIR)"))
+        if key == "pretrained":  # a backbone's state dict, read by the timm layer
+            continue
+        kind = checkpoint_kind(found)
+        if kind == "tv":
+            raise SmallboxError(f"{key}={value} is a `smallbox tv` checkpoint: use it with `smallbox tv eval/predict` "
+                                "or `smallbox slice`")
+        if kind != "ultralytics":
+            raise SmallboxError(f"{key}={value}: not an Ultralytics checkpoint (a plain state dict? backbone weights "
+                                "go to pretrained=)")
+
+
+def _check_model_file(value: str) -> None:
+    """A model YAML Ultralytics finds (a path, or one of its own by name) with its ``base:``
+    chain; an exported model file or folder that exists."""
+    path = Path(value).expanduser()
+    if path.suffix in (".yaml", ".yml"):
+        _model_yaml(value)
+    elif path.is_dir() and not path.name.endswith(EXPORT_FOLDER_SUFFIX):
+        checkpoint_kind(path)  # raises: a folder, naming best.pt if it is a run folder
+    elif not path.exists():
+        raise SmallboxError(f"model={value}: no such file (give a .pt, a model YAML or an exported model)")
+
+
+def _model_yaml(value: str) -> dict:
+    """The model YAML as smallbox's trainer builds it: Ultralytics' reading, ``base:`` merged."""
+    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from ..adapters.yolo.model import resolve_base
+
+    try:
+        return resolve_base(yaml_model_load(value))
+    except FileNotFoundError:
+        raise SmallboxError(f"model={value}: no such model YAML (neither a file nor one of Ultralytics' own, "
+                            "e.g. yolo11n.yaml)") from None
+    except yaml.YAMLError as e:
+        raise SmallboxError(f"model={value}: not valid YAML ({e})") from None
+
+
+def _check_keys(args: dict) -> None:
+    """An unknown key (of the command line or the recipe) first, with Ultralytics' own message and
+    suggestions, before anything it names is looked at."""
+    import logging
+
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.WARNING)  # not its banner of `yolo` examples, which cannot run offline
+    try:
+        check_dict_alignment(DEFAULT_CFG_DICT, args)
+    except SyntaxError as e:
+        raise SmallboxError(str(e).strip()) from None
+    finally:
+        LOGGER.setLevel(level)
+
+
+def _check_values(args: dict) -> None:
+    """Ultralytics' own type and range checks of the settings (``epochs=-1``, ``lr0=abc``,
+    ``imgsz=big``), run now instead of after the model is built."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg, smart_value
+    from ultralytics.utils.checks import check_imgsz
+
+    values = {k: smart_value(v) if isinstance(v, str) and k not in ("project", "name") else v
+              for k, v in args.items() if k in DEFAULT_CFG_DICT}
+    try:
+        check_cfg(values)
+        if values.get("imgsz") is not None:
+            check_imgsz(values["imgsz"])
+    except (TypeError, ValueError) as e:
+        raise SmallboxError(str(e).split("\n")[0]) from None
+
+
+def _check_split(data: str, split: str, mode: str) -> None:
+    """``split=test`` on a dataset without a test split fails now, naming the splits there are."""
+    from ..datasets.manifest import read_data_yaml
+
+    if not data.endswith((".yaml", ".yml")) or not Path(data).is_file():
+        return
+    parsed = read_data_yaml(data)
+    wanted = ["train", "val"] if mode == "train" else [split]
+    missing = [s for s in wanted if not parsed.get(s)]
+    if missing:
+        known = [s for s in ("train", "val", "test") if parsed.get(s)]
+        raise SmallboxError(f"data={data} has no {missing[0]}: split (it has {', '.join(known) or 'none'})")
 
 
 def _check_source(source) -> None:
@@ -130,12 +311,28 @@ def _check_source(source) -> None:
     path = Path(str(source)).expanduser()
     if not path.exists():
         raise SmallboxError(f"source={source}: no such file or folder")
+    if path.is_file():
+        _check_source_file(path, source)
     if path.is_dir():
         from ..datasets.imagefiles import IMAGE_SUFFIXES, list_images
 
         if not list_images(path):
             raise SmallboxError(f"source={source}: no images in this folder (Ultralytics reads files directly in it "
                                 f"with suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+def _check_source_file(path: Path, source) -> None:
+    """An image, a video, or a .txt list of them (Ultralytics reads one path per line)."""
+    from ..datasets.imagefiles import is_image_name
+
+    if path.suffix.lower() == ".txt":
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        missing = [line for line in lines if not Path(line).exists()]
+        if not lines or missing:
+            raise SmallboxError(f"source={source}: a .txt source lists image paths, one a line; "
+                                + (f"{missing[0]!r} does not exist" if lines else "this one is empty"))
+    elif not is_image_name(path.name) and path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SmallboxError(f"source={source}: not an image or video Ultralytics reads")
 
 
 def _check_fitness(data: str) -> None:
@@ -166,10 +363,11 @@ def with_local_project(argv: list[str], args: dict) -> list[str]:
     return [a for a in argv if not a.lstrip("-").startswith("project=")] + [f"project={folder}"]
 
 
-def _find_weights(value: str) -> bool:
+def _find_weights(value: str):
+    """The local file ``value`` names (also looked up in $SMALLBOX_WEIGHTS_DIR), or None."""
     from ..adapters.timm_features import find_weights_file
 
-    return find_weights_file(value) is not None
+    return find_weights_file(value)
 
 
 def _key_values(argv: list[str]) -> dict[str, str]:
