@@ -9,6 +9,7 @@ from ..datasets import SizeBuckets, load_coco
 from ..errors import SmallboxError
 from ..analysis.compare import write_comparison
 from ..predictions import load_predictions
+from .options import number, output_folder
 
 
 def add_arguments(p):
@@ -16,19 +17,18 @@ def add_arguments(p):
     p.add_argument("a", help="model A's COCO results (.json or .json.gz)")
     p.add_argument("b", help="model B's COCO results")
     p.add_argument("--images", required=True, help="folder the ground truth's file_name values are relative to")
-    p.add_argument("--out", required=True, help="output folder: summary.json, contact_sheet.png, index.html, crops/")
-    p.add_argument("--score-thr", type=float, default=0.3, help="a detection counts from this score on (default 0.3)")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU needed to find a box (default 0.5)")
+    p.add_argument("--out", required=True, type=output_folder,
+                   help="output folder: summary.json, contact_sheet.png, index.html, crops/")
+    p.add_argument("--score-thr", type=number(float, 0, 1), default=0.3, help="a detection counts from this score on")
+    p.add_argument("--iou", type=number(float, 0, 1, low_open=True), default=0.5, help="IoU needed to find a box")
     p.add_argument("--areas", default="coco", help="size buckets: coco, fit (tertiles of the ground-truth areas) or A,B in px²")
-    p.add_argument("--max-crops", type=int, default=200, help="crops drawn per list (default 200; all are counted)")
+    p.add_argument("--max-crops", type=number(int, 0), default=200, help="crops drawn per list (all are counted)")
 
 
 def run(args) -> int:
-    if not 0 < args.iou <= 1:
-        raise SmallboxError(f"--iou {args.iou}: must be in (0, 1]")
-    gt = load_coco(args.gt, image_root=args.images, check_files=False)
     if not Path(args.images).is_dir():
         raise SmallboxError(f"{args.images}: image folder does not exist")
+    gt = load_coco(args.gt, image_root=args.images, check_files=False)
     buckets = SizeBuckets.parse(args.areas, gt.areas())
     ids, cats = [im["id"] for im in gt.images], gt.category_ids
     preds_a, preds_b = load_predictions(args.a, ids, cats), load_predictions(args.b, ids, cats)

@@ -10,27 +10,30 @@ from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 from ..predictions import (IMAGES_JSON, default_category_ids, index_folder, to_coco_results, write_images_json,
                            write_predictions)
+from .options import check_device, checkpoint_kind, number, output_file
+
+MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
 
 
 def add_arguments(p):
-    p.formatter_class = __import__("argparse").ArgumentDefaultsHelpFormatter
     p.add_argument("model", help="YOLO weights (.pt) or model .yaml, or a `smallbox tv` checkpoint (best.pt)")
     p.add_argument("--images", required=True, help="folder of the images")
-    p.add_argument("--out", required=True, help="COCO results json (.json or .json.gz)")
+    p.add_argument("--out", required=True, type=output_file, help="COCO results json (.json or .json.gz)")
     p.add_argument("--gt", help="COCO json of the images: its image ids (matched by file_name) and category ids; the "
                                 "json's images are predicted (each must be in the folder; other files are left out). "
                                 f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
                                 "beside --out) and the model's category ids (1..nc when it knows none)")
-    p.add_argument("--tile", type=int, default=512, help="tile side in pixels (SAHI's slice_height/width)")
-    p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio")
+    p.add_argument("--tile", type=number(int, 1), default=512, help="tile side in pixels (SAHI's slice_height/width)")
+    p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
     p.add_argument("--merge", choices=("greedy", "nms"), default="greedy",
                    help="greedy: merge matches into the best box (SAHI's GREEDYNMM); nms: drop them")
     p.add_argument("--match-metric", choices=("ios", "iou"), default="ios", help="intersection over smaller / union")
-    p.add_argument("--match-thr", type=float, default=0.5, help="boxes match when metric >= this")
-    p.add_argument("--conf", type=float, default=0.001, help="score threshold of the model")
-    p.add_argument("--iou", type=float, default=0.7, help="YOLO: the model's own NMS IoU")
-    p.add_argument("--imgsz", type=int, default=None, help="YOLO: inference size of the tiles (default: the tile size)")
+    p.add_argument("--match-thr", type=number(float, 0, 1), default=0.5, help="boxes match when metric >= this")
+    p.add_argument("--conf", type=number(float, 0, 1), default=0.001, help="score threshold of the model")
+    p.add_argument("--iou", type=number(float, 0, 1), default=0.7, help="YOLO: the model's own NMS IoU")
+    p.add_argument("--imgsz", type=number(int, 1), default=None,
+                   help="YOLO: inference size of the tiles (default: the tile size)")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
 
@@ -38,6 +41,8 @@ def add_arguments(p):
 def run(args) -> int:
     if args.eval and not args.gt:
         raise SmallboxError("--eval needs --gt (the ground truth to score against)")
+    _check_model(args.model)
+    check_device(args.device, "--device")
     apply_offline_defaults()
     from tqdm import tqdm
 
@@ -64,6 +69,16 @@ def run(args) -> int:
 
         print(format_eval_rows([(f"sliced {args.tile}px", preds)], load_coco(args.gt, check_files=False), SizeBuckets.coco()))
     return 0
+
+
+def _check_model(model: str) -> None:
+    """YOLO weights, a model YAML or a tv checkpoint; a missing .pt is not downloaded."""
+    path = Path(model)
+    if path.suffix == ".pt" or path.is_dir():
+        if checkpoint_kind(path) == "other":
+            raise SmallboxError(f"{model}: neither a YOLO nor a `smallbox tv` checkpoint")
+    elif path.suffix not in MODEL_SUFFIXES:
+        raise SmallboxError(f"{model}: give YOLO weights (.pt), a model YAML or a `smallbox tv` checkpoint")
 
 
 def _read_bgr(path):
