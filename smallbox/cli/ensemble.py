@@ -13,24 +13,28 @@ from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, en
 from ..fusion.members import check_categories, check_members, describe_gate, parse_gate, specialist_gates
 from ..predictions import (index_folder, index_from_coco, read_prediction_file, write_competition_csv,
                            write_predictions)
+from .options import number, output_file
 
 
 def add_arguments(p):
     p.add_argument("pred", nargs="+", help="prediction files: COCO results .json/.json.gz (original ids) or competition .csv")
-    p.add_argument("--out", required=True, help="fused COCO results json")
-    p.add_argument("--csv", help="also write the fused boxes as a competition CSV (PredictionString,image_id)")
+    p.add_argument("--out", required=True, type=output_file, help="fused COCO results json")
+    p.add_argument("--csv", type=output_file, help="also write the fused boxes as a competition CSV (PredictionString,image_id)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--gt", help="COCO json of the predicted images: ids, sizes, file names, categories")
-    src.add_argument("--images", help="folder of the predicted images, when there is no ground truth: ids 1..N by file "
-                                      "name, as every smallbox command numbers an unlabeled folder")
-    p.add_argument("--method", choices=METHODS, default="wbf")
+    src.add_argument("--images", help="folder of the predicted images, when there is no ground truth: image ids as every "
+                                      "smallbox command gives them to a folder (a converted split folder: its manifest's; "
+                                      "else 1..N by file name)")
+    p.add_argument("--method", choices=METHODS, default="wbf", help="how overlapping boxes of the files are fused")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per file (default: none, i.e. equal)")
-    p.add_argument("--iou", type=float, help=f"match / suppression IoU (default {DEFAULT_IOU})")
+    p.add_argument("--iou", type=number(float, 0, 1),
+                   help="match / suppression IoU (default: " + ", ".join(f"{m} {v}" for m, v in DEFAULT_IOU.items()) + ")")
     p.add_argument("--skip-score", type=float, default=0.0, help="drop boxes scoring below this first")
     p.add_argument("--conf-type", choices=CONF_TYPES, default="avg", help="WBF: how a fused box is scored")
     p.add_argument("--allows-overflow", action="store_true", help="WBF: let fused scores exceed 1")
-    p.add_argument("--sigma", type=float, default=0.5, help="soft-NMS: gaussian sigma")
-    p.add_argument("--soft-thresh", type=float, default=0.001, help="soft-NMS: keep boxes whose decayed score is above")
+    p.add_argument("--sigma", type=number(float, 0, low_open=True), default=0.5, help="soft-NMS: gaussian sigma")
+    p.add_argument("--soft-thresh", type=number(float, 0, 1), default=0.001,
+                   help="soft-NMS: keep boxes whose decayed score is above")
     p.add_argument("--soft-method", choices=tuple(SOFT_METHODS), default="gaussian", help="soft-NMS: score decay")
     gating = p.add_mutually_exclusive_group()
     gating.add_argument("--gate", nargs="+", metavar="SPEC",
@@ -39,14 +43,22 @@ def add_arguments(p):
     gating.add_argument("--specialist-range", metavar="SPEC",
                         help="the FIRST file is a specialist: it keeps boxes in SPEC (e.g. small), the others the rest")
     p.add_argument("--areas", default="coco", help="size buckets that name gates and the --eval table: coco, fit, or A,B px²")
+    p.add_argument("--names", nargs="+", metavar="NAME",
+                   help="one name per file for the summary and the --eval table (default: the file names, with as "
+                        "many parent folders as it takes to tell them apart, e.g. full-val/predictions.json)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of each file and of the fusion")
+    p.add_argument("--eval-with", nargs="+", metavar="PRED",
+                   help="with --eval: also score these prediction files in the same table (e.g. other fusions of the "
+                        "same files), one row each, named by file")
 
 
 def run(args) -> int:
     _check_options(args)
+    names = args.names or row_names(args.pred)
     gt = load_coco(args.gt, check_files=False) if args.gt else None
     image_set = index_from_coco(gt) if gt else index_folder(args.images)
     members = [read_prediction_file(path, image_set) for path in args.pred]
+    others = [read_prediction_file(path, image_set) for path in args.eval_with or ()]
     check_members(members, args.pred)
     if gt is None:
         check_categories(members, args.pred)
@@ -62,24 +74,41 @@ def run(args) -> int:
     if args.csv:
         category_ids = image_set.category_ids or sorted({p["category_id"] for m in members for p in m})
         write_competition_csv(fused, args.csv, image_set.file_names(), category_ids)
-    print(_summary(args, members, gates, fused, elapsed))
+    print(_summary(args, names, members, gates, fused, elapsed))
     if args.eval:
-        print(format_eval_rows([(p, m) for p, m in zip(args.pred, members)] + [(f"{args.method} fusion", fused)],
+        other_names = row_names(args.eval_with or [])
+        print(format_eval_rows([*zip(names, members), *zip(other_names, others), (_fused_name(args, other_names), fused)],
                                gt, buckets))
     return 0
+
+
+def row_names(paths) -> list[str]:
+    """The file names of ``paths``, with as many parent folders as it takes to tell them apart
+    (``specialist-val/predictions.json``, ``full-val/predictions.json``)."""
+    parts = [Path(p).parts for p in paths]
+    for depth in range(1, max(map(len, parts), default=0) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in paths]
+
+
+def _fused_name(args, taken) -> str:
+    """The fusion's row: its output file's name when the table has other fusions, else the method."""
+    return row_names([args.out])[0] if taken else f"{args.method} fusion"
 
 
 def _check_options(args):
     if args.eval and not args.gt:
         raise SmallboxError("--eval needs --gt (the ground truth to score against)")
-    if args.weights is not None and len(args.weights) != len(args.pred):
-        raise SmallboxError(f"--weights: got {len(args.weights)} for {len(args.pred)} prediction files")
+    if args.eval_with and not args.eval:
+        raise SmallboxError("--eval-with scores files in the --eval table: give --eval too")
+    for option in ("weights", "names"):
+        given = getattr(args, option)
+        if given is not None and len(given) != len(args.pred):
+            raise SmallboxError(f"--{option}: got {len(given)} for {len(args.pred)} prediction files")
     if args.weights is not None and not all(w > 0 for w in args.weights):
         raise SmallboxError("--weights must be positive")
-    if args.iou is not None and not 0 <= args.iou <= 1:
-        raise SmallboxError(f"--iou must be in [0, 1], got {args.iou}")
-    if args.sigma <= 0:
-        raise SmallboxError(f"--sigma must be positive, got {args.sigma}")
 
 
 def _gates(args, buckets):
@@ -92,11 +121,11 @@ def _gates(args, buckets):
     return None
 
 
-def _summary(args, members, gates, fused, elapsed) -> str:
+def _summary(args, names, members, gates, fused, elapsed) -> str:
     lines = []
-    for i, (path, preds) in enumerate(zip(args.pred, members)):
+    for i, (path, name, preds) in enumerate(zip(args.pred, names, members)):
         gate = f", gated to {describe_gate(gates[i])}" if gates else ""
-        lines.append(f"  {path}: {len(preds)} boxes{gate}")
+        lines.append(f"  {path}{f' ({name})' if args.names else ''}: {len(preds)} boxes{gate}")
     lines.append(f"{args.method}: {len(fused)} boxes in {elapsed:.3f} s -> {args.out}"
                  + (f" and {args.csv}" if args.csv else ""))
     return "\n".join(lines)
@@ -111,7 +140,7 @@ def format_eval_rows(rows, gt, buckets: SizeBuckets) -> str:
     for name, preds in rows:
         r = evaluate(gt, preds, buckets)
         cells = "".join(f"{_fmt(r['buckets'][b.name]['AP_' + n]):>10}" for b in sets for n in ("small", "medium", "large"))
-        lines.append(f"{Path(str(name)).name[:43]:<44}{_fmt(r['AP']):>7}{_fmt(r['AP50']):>7}{cells}")
+        lines.append(f"{str(name)[-43:]:<44}{_fmt(r['AP']):>7}{_fmt(r['AP50']):>7}{cells}")
     return "\n".join(lines)
 
 
