@@ -253,3 +253,49 @@ def test_exif_photos_stop_convert_and_fix_sets_the_loaded_size(phone_photos, tmp
         assert np.allclose(ours, np.sort(np.array(boxes, dtype=np.float64), axis=0), atol=1e-3)
         compared += len(boxes)
     assert compared == len(data["annotations"]) > 0
+
+
+def test_every_quirk_at_once_eda_fix_then_eval_and_convert(quirky, tmp_path, capsys):
+    """The issue's "done when": a json with every quirk gets its report and plots from eda, its
+    repairs and change log from fix; eval and convert refuse it naming the repair, and take the
+    repaired file."""
+    root = tmp_path / "all"
+    data = copy.deepcopy(quirky["data"])
+    images = root / "images"
+    for im in data["images"]:
+        (images / im["file_name"]).parent.mkdir(parents=True, exist_ok=True)
+        os.link(quirky["images"] / im["file_name"], images / im["file_name"])
+    (images / "phone").mkdir()
+    with Image.open(quirky["images"] / data["images"][1]["file_name"]) as pic:
+        exif_image(images / "phone" / "p.jpg", pic.convert("RGB").crop((0, 0, 640, 480)).transpose(Image.Transpose.ROTATE_90), 6)
+    data["images"].append({"id": 100, "file_name": "phone/p.jpg", "width": 480, "height": 640})
+    anns = data["annotations"]
+    anns.append(dict(anns[1], id=len(anns), image_id=100, bbox=[500, 300, 40, 30], area=1200))  # x 500: only fits 640 wide
+    anns[2]["id"] = anns[3]["id"]  # duplicate
+    anns[5]["bbox"] = [-0.5, *anns[5]["bbox"][1:]]
+    anns[6]["bbox"] = [*anns[6]["bbox"][:3], 0]
+    del anns[7]["area"]
+    ann = root / "all.json"
+    ann.write_text(json.dumps(data))
+
+    out = tmp_path / "eda"
+    assert main(["eda", str(ann), "--out", str(out), "--images", str(images)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {p["kind"] for p in summary["problems"]} == {"zero_annotation_id", "duplicate_annotation_id", "box_slightly_outside",
+                                                        "zero_size_box", "missing_area", "image_size_swapped"}
+    assert summary["boxes"] == len(anns) - 1 and summary["set_aside"]["annotations"] == {"box of zero width or height": 1}
+    assert sorted(p.name for p in out.iterdir()) == sorted(summary["plots"] + ["summary.json", "summary.md"])
+    assert len(summary["plots"]) == 10 and "## Problems" in (out / "summary.md").read_text()
+
+    preds = quirky["preds"]
+    capsys.readouterr()
+    assert main(["eval", str(ann), str(preds)]) == 2
+    assert f"run: smallbox fix {ann} --out {root / 'all.fixed.json'}" in capsys.readouterr().err
+    assert main(["convert", str(ann), "--images", str(images), "--out", str(tmp_path / "yolo")]) == 2
+    assert f"run: smallbox fix {ann} --out {root / 'all.fixed.json'} --images {images}" in capsys.readouterr().err
+    fixed = root / "all.fixed.json"
+    assert main(["fix", str(ann), "--out", str(fixed), "--images", str(images)]) == 0
+    log = json.loads((root / "all.fixed.changes.json").read_text())
+    assert {c["kind"] for c in log["changes"]} == {p["kind"] for p in summary["problems"]}
+    assert main(["eval", str(fixed), str(preds)]) == 0
+    assert main(["convert", str(fixed), "--images", str(images), "--out", str(tmp_path / "yolo"), "--val-fraction", "0.25"]) == 0

@@ -1,4 +1,5 @@
-"""``smallbox convert ANN.json --images DIR --out DIR``: COCO json -> Ultralytics YOLO dataset."""
+"""``smallbox convert ANN.json --images DIR --out DIR``: COCO json -> Ultralytics YOLO dataset.
+A json with problems is refused whole, with the ``smallbox fix`` command for those it repairs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ DEFAULT_VAL_FRACTION = 0.2
 
 def add_arguments(p):
     p.add_argument("annotations", metavar="ANN.json", help="COCO detection json of the training images (or of all, split with --val-fraction)")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder the json's file_name entries are relative to")
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="folder the json's file_name entries are relative to; every image's width/height as Ultralytics loads it "
+                        "(EXIF orientation applied) must be the json's")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write (an earlier conversion there is replaced after success)")
     p.add_argument("--val", metavar="ANN.json", help="COCO json of the validation images (else a seeded split of ANN.json)")
     p.add_argument("--val-images", metavar="DIR", help="image folder of --val (default: --images)")
@@ -25,7 +28,9 @@ def add_arguments(p):
                         "(px² of the original image; 32^2 and inf allowed), e.g. small:0:1024; repeatable")
     p.add_argument("--drop-empty", action="store_true", help="leave images without an in-range box out of the per-area splits (default: kept as negatives)")
     p.add_argument("--buckets", default="fit", help="size buckets recorded besides COCO's: fit (tertiles of the train boxes, default), coco, or A,B in px²")
-    p.add_argument("--clip", action="store_true", help="clip boxes reaching outside their image (default: an error)")
+    p.add_argument("--clip", action="store_true",
+                   help="clip boxes reaching outside their image, however far (default: an error; "
+                        "`smallbox fix` clips those within 1 px and logs each)")
     how = p.add_mutually_exclusive_group()
     # Hard links by default: on ext4/overlayfs they cost a fraction of a symlink to create (0.25 s
     # against ~4 s per 14k images here), and they keep working if the source folder moves.
