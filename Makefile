@@ -1,8 +1,12 @@
 # smallbox: `make demo` runs the main job offline on the bundled data; `make test` is what CI runs.
+# VENV= an environment to use: made here when missing (.venv by default); an existing one (a venv,
+# a conda env: anything with bin/python) is reused as it is: smallbox is pip-installed into it
+# (editable), its torch kept. The marker says the install matches pyproject.toml.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch is not pinned in pyproject.toml; this pin is what installs offline on our machines.
+# torch is not pinned in pyproject.toml; this pin is what installs offline on our machines (only
+# where the environment has no torch yet).
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.smallbox-installed
 export YOLO_OFFLINE := 1
@@ -12,12 +16,11 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup test demo bench clean
 
-setup: $(STAMP)  ## build .venv from the repository's files (torch, then pip install -e '.[test]')
+setup: $(STAMP)  ## install into .venv (made if missing) or VENV=an existing env: torch if absent, pip install -e '.[test]'
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	test -x $(PY) || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip; }
+	$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[test]'
 	@# ultralytics needs opencv-python, albumentations opencv-python-headless: both ship `cv2`
 	@# into one folder. Keep exactly one: the headless build (no libGL needed on servers).
