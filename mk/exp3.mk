@@ -15,7 +15,7 @@ tv-exp3: setup  ## experiment 3 on torchvision: RetinaNet EfficientNet-B3-FPN sp
 # The whole experiment in one target:
 # Experiment 3 end to end (docs/ensemble.md): per-area split -> a small-box specialist and a full
 # model (YOLO path) -> both predict the whole val split -> ensembles with and without size
-# gating (NMS and WBF) -> `smallbox eval` of each member and each ensemble, by size.
+# gating (NMS and WBF) -> one table: AP by size of each member and each ensemble.
 #   make exp3 DATA_JSON=train.json IMAGES=img/ [VAL_JSON=val.json] [EXP3_SMALL=small:0:32^2]
 # Defaults run in a few minutes on CPU on the bundled DeepPCB data (tiny random-init model, 3
 # epochs at 160 px): they show the pipeline, not a result. For real runs set EXP3_MODEL (a model
@@ -38,7 +38,8 @@ EXP3_SPLIT_NAME = $(firstword $(subst :, ,$(EXP3_SMALL)))
 exp3_train = $(EXP3_YOLO) train model=$(EXP3_MODEL) data=$(2) epochs=$(EXP3_EPOCHS) imgsz=$(EXP3_IMGSZ) project=$(EXP3_RUNS) name=$(1) exist_ok=True $(EXP3_ARGS)
 exp3_val = $(EXP3_YOLO) val model=$(EXP3_RUNS)/$(1)/weights/best.pt data=$(EXP3_DATA)/data.yaml imgsz=$(EXP3_IMGSZ) project=$(EXP3_RUNS) name=$(1)-val exist_ok=True batch=8 workers=0 plots=False
 EXP3_PREDS = $(EXP3_RUNS)/specialist-val/predictions.json $(EXP3_RUNS)/full-val/predictions.json
-EXP3_ENSEMBLE = $(PY) -m smallbox ensemble $(EXP3_PREDS) --gt $(EXP3_GT)
+EXP3_ENSEMBLE = $(PY) -m smallbox ensemble $(EXP3_PREDS) --names specialist full --gt $(EXP3_GT)
+EXP3_GATE = --specialist-range $(EXP3_SPLIT_NAME):$(word 2,$(subst :, ,$(EXP3_SMALL))):$(word 3,$(subst :, ,$(EXP3_SMALL)))
 
 .PHONY: exp3
 
@@ -49,8 +50,8 @@ exp3: setup  ## experiment 3 end to end: split, specialist + full model, NMS/WBF
 	$(call exp3_val,specialist)
 	$(call exp3_val,full)
 	$(EXP3_ENSEMBLE) --method nms --out $(EXP3_OUT)/nms.json
-	$(EXP3_ENSEMBLE) --method nms --specialist-range $(EXP3_SPLIT_NAME):$(word 2,$(subst :, ,$(EXP3_SMALL))):$(word 3,$(subst :, ,$(EXP3_SMALL))) --out $(EXP3_OUT)/nms-gated.json
+	$(EXP3_ENSEMBLE) --method nms $(EXP3_GATE) --out $(EXP3_OUT)/nms-gated.json
 	$(EXP3_ENSEMBLE) --method wbf --out $(EXP3_OUT)/wbf.json
-	$(EXP3_ENSEMBLE) --method wbf --specialist-range $(EXP3_SPLIT_NAME):$(word 2,$(subst :, ,$(EXP3_SMALL))):$(word 3,$(subst :, ,$(EXP3_SMALL))) --out $(EXP3_OUT)/wbf-gated.json --eval
-	for p in $(EXP3_PREDS) $(EXP3_OUT)/nms.json $(EXP3_OUT)/nms-gated.json $(EXP3_OUT)/wbf.json $(EXP3_OUT)/wbf-gated.json; do \
-	  $(PY) -m smallbox eval $(EXP3_GT) $$p --json $${p%.json}.metrics.json || exit 1; echo; done
+	@# the last fusion prints the table: both members, the three fusions above, and itself
+	$(EXP3_ENSEMBLE) --method wbf $(EXP3_GATE) --out $(EXP3_OUT)/wbf-gated.json \
+	  --eval --eval-with $(EXP3_OUT)/nms.json $(EXP3_OUT)/nms-gated.json $(EXP3_OUT)/wbf.json
