@@ -40,17 +40,32 @@ def _temporary_sibling(path: Path, kind: str) -> Path:
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def _make_parent(path: Path) -> None:
+    """The folder ``path`` goes in; a file in the way or a folder we may not write is said plainly."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SmallboxError(f"{path}: a file is in the way of its folder ({path.parent})") from None
+    except PermissionError:
+        raise SmallboxError(f"{path}: no permission to create {path.parent}") from None
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path`` to write a file to; on success it is renamed to
     ``path``, on any failure removed. The temporary name keeps ``path``'s suffix, so writers that
     choose a format by suffix (matplotlib, PIL) still do."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise SmallboxError(f"{path} is a folder; give a file name")
+    _make_parent(path)
     tmp = _temporary_sibling(path, "tmp").with_suffix(path.suffix or ".tmp")
     try:
         yield tmp
         os.replace(tmp, path)
+    except PermissionError:
+        tmp.unlink(missing_ok=True)
+        raise SmallboxError(f"{path}: no permission to write in {path.parent}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -82,9 +97,14 @@ def atomic_folder(path):
     ``path`` (an earlier ``path`` is moved aside first, put back if the rename fails, and deleted
     last), on failure it is deleted and ``path`` is untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise SmallboxError(f"{path} is a file, not a folder")
+    _make_parent(path)
     tmp = _temporary_sibling(path, "tmp")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except PermissionError:
+        raise SmallboxError(f"{path}: no permission to write in {path.parent}") from None
     try:
         yield tmp
         _publish_folder(tmp, path)

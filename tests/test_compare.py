@@ -131,3 +131,16 @@ def test_missing_image_file_fails_before_writing(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "file not found" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_detections_of_a_class_the_image_has_no_box_of(case):
+    """Two confident detections of a class absent from the image: false positives, not a crash
+    (COCO's matcher on an empty ground-truth list)."""
+    gt = load_coco(case["root"] / "gt.json")
+    image = gt.images[0]
+    present = {a["category_id"] for a in gt.annotations if a["image_id"] == image["id"]}
+    absent = next(c for c in gt.category_ids if c not in present)
+    dets = [{"image_id": image["id"], "category_id": absent, "bbox": [5.0 + 30 * k, 5.0, 20.0, 20.0], "score": 0.9}
+            for k in range(2)]
+    result = compare_predictions(gt, dets, [], SizeBuckets.coco(), score_thr=0.5, iou=0.5)
+    assert result["counts"]["all"]["fp_a"] == 2 and result["counts"]["all"]["fp_b"] == 0

@@ -120,6 +120,8 @@ def match_pairs(iou: np.ndarray, thr: float) -> np.ndarray:
     """
     n_d, n_g = iou.shape
     det_of_gt = np.full(n_g, -1)
+    if n_g == 0:
+        return det_of_gt
     thr_arr = np.array([min(thr, 1 - 1e-10)])
     none = np.zeros(n_g, bool)
     taken = np.zeros((1, n_g), bool)

@@ -125,6 +125,12 @@ def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_
                 "predict again with the ground truth (--gt / --coco / SMALLBOX_IMAGE_IDS)")
     if category_ids is not None:
         theirs = {p["category_id"] for p in preds}
+        shifted = {c + 1 for c in theirs if isinstance(c, int)}
+        if 0 in theirs and not theirs <= category_ids and shifted <= category_ids:
+            raise SmallboxError(
+                f"{name}: category ids {_ids(sorted(theirs, key=str))} look 0-based (class indices), the ground truth's "
+                f"are {_ids(sorted(category_ids))}: category id = class index + 1 here (smallbox's exports use the "
+                "dataset's own ids; Ultralytics' own predictions.json uses 1..nc)")
         if not theirs & category_ids:
             hint = ""
             if all(isinstance(c, int) for c in theirs) and {c + 1 for c in theirs} <= category_ids:
