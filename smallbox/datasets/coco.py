@@ -122,10 +122,8 @@ def load_coco(path, image_root=None, out_of_bounds: str = "error", check_files: 
     """
     if out_of_bounds not in OUT_OF_BOUNDS:
         raise SmallboxError(f"out_of_bounds must be one of {OUT_OF_BOUNDS}, got {out_of_bounds!r}")
-    path, data, root = _read(path, image_root)
     clip = out_of_bounds == "clip"
-    checker = _Checker(path, root if check_files else None, math.inf if clip else tolerance)
-    checker.run(data)
+    path, data, root, checker = _checked(path, image_root, math.inf if clip else tolerance, check_files)
     accepted = FILLS | ({"box_slightly_outside"} if clip else set())
     refused = [p for p in checker.problems if p.kind not in accepted]
     if refused:
@@ -147,22 +145,19 @@ def inspect_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) ->
     filled, with ``image_root``: width/height swapped by EXIF orientation set from the file);
     ``problems`` lists every problem, ``set_aside`` what was left out and why.
     """
-    path, data, root = _read(path, image_root)
-    checker = _Checker(path, root, tolerance)
-    checker.run(data)
+    path, data, root, checker = _checked(path, image_root, tolerance)
     usable = repaired(data, checker.problems, checker.rejected)
     return CocoDataset(path, usable, root, collect_warnings(usable), problems=checker.problems, set_aside=checker.set_aside)
 
 
 def check_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -> tuple[dict, list[Problem]]:
     """The json as read and every problem of it: what ``smallbox fix`` repairs from."""
-    path, data, root = _read(path, image_root)
-    checker = _Checker(path, root, tolerance)
-    checker.run(data)
+    _, data, _, checker = _checked(path, image_root, tolerance)
     return data, checker.problems
 
 
-def _read(path, image_root) -> tuple[Path, dict, Path | None]:
+def _checked(path, image_root, tolerance: float, check_files: bool = True) -> tuple[Path, dict, Path | None, "_Checker"]:
+    """Read the json (an unreadable one raises) and run the checker over it."""
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
@@ -173,7 +168,9 @@ def _read(path, image_root) -> tuple[Path, dict, Path | None]:
     root = Path(image_root) if image_root is not None else None
     if root is not None and not root.is_dir():
         raise SmallboxError(f"{root}: image folder does not exist")
-    return path, data, root
+    checker = _Checker(path, root if check_files else None, tolerance)
+    checker.run(data)
+    return path, data, root, checker
 
 
 def repaired(data: dict, problems: list[Problem], rejected: dict[str, set]) -> dict:
@@ -227,8 +224,8 @@ def _is_number(x) -> bool:
 
 
 def _is_box(b) -> bool:
-    """Four finite numbers. The one ``isfinite`` of the sum is the hot path of a 100k-box file:
-    a sum of finite numbers is finite (short of overflowing 1e308, far outside any image)."""
+    """Four finite numbers (one ``isfinite`` of the sum: a sum of finite numbers is finite, short
+    of overflowing 1e308, far outside any image)."""
     return type(b) is list and len(b) == 4 and all(type(v) in _NUMBER_TYPES for v in b) and math.isfinite(sum(b))
 
 
@@ -346,12 +343,12 @@ class _Checker:
     def check_image_file(self, i: int, where: str, im: dict) -> tuple | None:
         """The json's width/height against the file as Ultralytics loads it: labels are
         normalised by these numbers, so a swapped pair would stretch every box."""
-        path = self.image_root / im["file_name"]
-        if not os.path.isfile(path):
-            return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])
+        path = os.path.join(self.image_root, im["file_name"])
         try:
             width, height = image_size(path)
         except SmallboxError as e:
+            if not os.path.isfile(path):
+                return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])
             return self.reject("unreadable_image", f"{where}: {e}", "images", i, im["id"])
         if (width, height) == (im["width"], im["height"]):
             return width, height
