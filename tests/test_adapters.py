@@ -133,6 +133,8 @@ def test_size_weighting_config_errors_name_the_key():
         _model(_model_yaml(size_weighting={"thresholds": [1024, 9216], "weights": [3.0, 1.5]}))
     with pytest.raises(SmallboxError, match="unknown key"):
         _model(_model_yaml(size_weighting={"thresholds": "coco", "weights": [1, 1, 1], "renorm": True, "small": 3}))
+    with pytest.raises(SmallboxError, match="size_weighting.by must be one of original, input"):
+        _model(_model_yaml(size_weighting={"thresholds": "coco", "weights": [1, 1, 1], "by": "augmented"}))
 
 
 # --- size-weighted loss on a real batch ----------------------------------------------------
@@ -141,7 +143,8 @@ def test_size_weighting_config_errors_name_the_key():
 @pytest.fixture(scope="module")
 def deeppcb_batch(tmp_path_factory):
     """One augmented (mosaic) training batch of 8 DeepPCB images at imgsz 320, from Ultralytics'
-    own dataset and collate code; labels written from the bundled COCO json."""
+    own dataset and collate code; labels written from the bundled COCO json. It carries no
+    ``orig_area`` (tests/test_size_weighting_buckets.py has the trainer's batches that do)."""
     from ultralytics.cfg import get_cfg
     from ultralytics.data.build import build_yolo_dataset
 
@@ -224,12 +227,13 @@ def _recorded_bbox_inputs(criterion, preds, batch):
 
 @pytest.mark.parametrize("renorm", [True, False])
 def test_small_box_weight_shifts_the_box_loss_toward_small_boxes(deeppcb_batch, renorm):
-    """Weights (3.0, 1.5, 1.0) at COCO's 32²/96² in original px: compare with Ultralytics'
-    BboxLoss evaluated separately on the small and the medium/large foreground anchors."""
+    """Weights (3.0, 1.5, 1.0) at COCO's 32²/96², ``by: input`` (the size the network sees,
+    divided by the letterbox ratio): compare with Ultralytics' BboxLoss evaluated separately on
+    the small and the medium/large foreground anchors."""
     from ultralytics.utils.loss import BboxLoss
 
     weights = (3.0, 1.5, 1.0)
-    cfg = {"thresholds": [32**2, 96**2], "weights": list(weights), "renorm": renorm}
+    cfg = {"thresholds": [32**2, 96**2], "weights": list(weights), "renorm": renorm, "by": "input"}
     model = _model(_model_yaml(size_weighting=cfg))
     criterion = model.init_criterion()
     preds = _preds(model, deeppcb_batch)

@@ -66,8 +66,9 @@ class CocoDetection(Dataset):
     """``(image Tensor[3, H, W] float 0..1, target)`` per image of a COCO dataset.
 
     ``target``: ``boxes`` Tensor[N, 4] xyxy_abs (float32), ``labels`` Tensor[N] int64 (1..K),
-    ``orig_area`` Tensor[N] (box area ``w*h`` in the ORIGINAL image, px², whatever the
-    augmentation does -- the size bucket of the object), ``image_id`` int (the original id).
+    ``orig_area`` Tensor[N] (the json ``area`` the evaluator buckets by, ``w*h`` of the bbox
+    where the json has none: px² of the ORIGINAL image, whatever the augmentation does -- the
+    size bucket of the object), ``image_id`` int (the original id).
     Crowd boxes are left out, as in the YOLO export.
     """
 
@@ -97,7 +98,7 @@ class CocoDetection(Dataset):
         anns = [a for a in self.by_image[image["id"]] if not a.get("iscrowd", 0)]
         boxes = xywh_abs_to_xyxy_abs([a["bbox"] for a in anns]).astype(np.float32)
         labels = [self.label_of[a["category_id"]] for a in anns]
-        areas = [float(a["bbox"][2] * a["bbox"][3]) for a in anns]
+        areas = [float(a.get("area", a["bbox"][2] * a["bbox"][3])) for a in anns]
         if self.transform is not None:
             out = self.transform(image=pixels, bboxes=boxes, labels=labels, orig_areas=areas)
             pixels, boxes, labels, areas = out["image"], out["bboxes"], out["labels"], out["orig_areas"]

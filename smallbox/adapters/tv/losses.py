@@ -1,13 +1,17 @@
 """Size-weighted box regression for torchvision's Faster R-CNN ROI head and RetinaNet head.
 
 Each positive sample's box-regression term is multiplied by the weight of the size bucket of the
-ground-truth box it is MATCHED to; the bucket comes from that box's area in the ORIGINAL image
-(pixels², the same :class:`~smallbox.datasets.SizeBuckets` as the EDA, the splits and the
-evaluator), carried in each target as ``orig_area`` -- never from the encoded regression targets,
+ground-truth box it is MATCHED to; the bucket comes from that box's ORIGINAL area -- the json
+``area`` the evaluator buckets by (``w*h`` of the bbox where the json has none), carried in each
+target as ``orig_area`` through the augmentation -- never from the encoded regression targets,
 and never from the box after the model's resize (a 20x20 box of a 2048 image resized to 1024 is
-still a 400 px² box). The normaliser is torchvision's own (sampled ROIs per batch, foreground
-anchors per image), so all weights 1.0 gives torchvision's loss exactly and weights above 1 add
-to the loss rather than rescale it -- as ``weight`` with an unchanged ``avg_factor`` in MMDetection.
+still a 400 px² box). The rule and its settings (thresholds, weights, ``renorm``) are
+:mod:`smallbox.adapters.size_weighting`'s, shared with the YOLO path. The normaliser is
+torchvision's own (sampled ROIs per batch, foreground anchors per image), so all weights 1.0 give
+torchvision's loss exactly. Without ``renorm`` weights above 1 add to the loss rather than
+rescale it (as ``weight`` with an unchanged ``avg_factor`` in MMDetection); with it, one factor
+per batch keeps the sum of the positives' weights, each counted with its coefficient in the
+unweighted loss (1 per positive ROI; 1 / foreground anchors of its image for RetinaNet).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, genera
 
 from ...datasets import SizeBuckets
 from ...errors import SmallboxError
+from ..size_weighting import SizeWeighting, renorm_factor
 
 TARGET_AREA_KEY = "orig_area"
 
@@ -31,17 +36,28 @@ class BoxSizeWeights(nn.Module):
     Args:
         buckets (SizeBuckets): thresholds in original-image px².
         weights (tuple[float, float, float]): for small, medium, large.
+        renorm (bool): one factor per batch keeps the coefficient-weighted sum of the positives'
+            weights (:mod:`smallbox.adapters.size_weighting`). A recipe's ``loss.size_weights``
+            defaults to true, as the YOLO path (:meth:`from_weighting`).
     """
 
-    def __init__(self, buckets: SizeBuckets, weights):
+    def __init__(self, buckets: SizeBuckets, weights, renorm: bool = False):
         super().__init__()
         weights = [float(w) for w in weights]
         if len(weights) != 3 or any(w < 0 for w in weights):
             raise SmallboxError(f"size weights need three non-negative numbers (small, medium, large), got {weights}")
         self.buckets = buckets
+        self.renorm = bool(renorm)
         # Not persistent: checkpoints with and without size weights keep the same keys.
         self.register_buffer("thresholds", torch.tensor(buckets.thresholds, dtype=torch.float64), persistent=False)
         self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
+
+    @classmethod
+    def from_weighting(cls, weighting: SizeWeighting) -> BoxSizeWeights:
+        if weighting.by != "original":
+            raise SmallboxError(f"size weighting `by: {weighting.by}`: the torchvision path weights by the original area only "
+                                "(by: original)")
+        return cls(weighting.buckets, weighting.weights, weighting.renorm)
 
     def forward(self, areas: Tensor) -> Tensor:
         """``areas [N]`` (px² of the original image) -> weights ``[N]``; the bucket rule of
@@ -49,9 +65,12 @@ class BoxSizeWeights(nn.Module):
         index = torch.bucketize(areas.to(self.thresholds), self.thresholds, right=True)
         return self.weights[index]
 
-    def matched(self, targets: list[dict], matched_idxs: list[Tensor]) -> list[Tensor]:
+    def matched(self, targets: list[dict], matched_idxs: list[Tensor], per_image: bool = False) -> list[Tensor]:
         """Per image, the weight of the ground truth each sample is matched to: ``[M_i]``.
-        Unmatched samples (index < 0, or images without boxes) get weight 1; they carry no box loss."""
+        Unmatched samples (index < 0, or images without boxes) get weight 1; they carry no box loss.
+        With ``renorm`` all are multiplied by one factor over the batch, each matched sample
+        counted with coefficient 1, or ``1 / (matched samples of its image)`` when ``per_image``
+        (RetinaNet's per-image normaliser)."""
         out = []
         for t, idx in zip(targets, matched_idxs):
             if TARGET_AREA_KEY not in t:
@@ -62,10 +81,14 @@ class BoxSizeWeights(nn.Module):
             if areas.numel() and valid.any():
                 w[valid] = self(areas[idx[valid]]).to(w.device)
             out.append(w)
+        if self.renorm and out:
+            coef = [(idx >= 0).to(w.dtype) / (max(1, int((idx >= 0).sum())) if per_image else 1) for idx, w in zip(matched_idxs, out)]
+            k = renorm_factor(torch.cat(coef), torch.cat(out))
+            out = [w * k for w in out]
         return out
 
     def extra_repr(self) -> str:
-        return f"buckets={self.buckets.describe()}, weights={self.weights.tolist()}"
+        return f"buckets={self.buckets.describe()}, weights={self.weights.tolist()}, renorm={self.renorm}"
 
 
 def size_weighted_fastrcnn_loss(class_logits, box_regression, labels, regression_targets, box_weights):
@@ -129,7 +152,7 @@ class SizeWeightedRetinaNetRegressionHead(RetinaNetRegressionHead):
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
         """Per image ``sum_a w_a * loss_a / max(1, foreground anchors)``, averaged over images."""
         losses = []
-        weights = self.size_weights.matched(targets, matched_idxs)
+        weights = self.size_weights.matched(targets, matched_idxs, per_image=True)
         for t, regression, anchors_i, idx, w in zip(targets, head_outputs["bbox_regression"], anchors, matched_idxs, weights):
             fg = torch.where(idx >= 0)[0]
             per_anchor = _box_loss_per_sample(self._loss_type, self.box_coder, anchors_i[fg], t["boxes"][idx[fg]], regression[fg, :])

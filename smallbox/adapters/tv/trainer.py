@@ -30,6 +30,7 @@ from ...evaluate import evaluate
 from ...fileio import atomic_path, write_text_atomic
 from ...predictions import write_predictions
 from ...runfolder import PREDICTIONS_JSON, RESULTS_CSV, TV_RECIPE, write_run_info
+from ..size_weighting import SizeWeighting
 from . import dist
 from .data import CocoDetection, build_augmentation, collate, filter_by_area, seed_worker
 from .engine import build_optimizer, lr_factor, predict, train_one_epoch
@@ -67,16 +68,23 @@ def bucket_sets(specs, train_areas) -> list[SizeBuckets]:
 
 
 def size_weights(cfg: dict, train_areas) -> BoxSizeWeights | None:
+    """``loss.size_weights`` -> the shared rule (:class:`~smallbox.adapters.size_weighting.SizeWeighting`:
+    thresholds, weights, renorm, default true), ``thresholds: fit`` fitted on ``train_areas``."""
     spec = cfg["loss"]["size_weights"]
     if not spec:
         return None
-    unknown = set(spec) - {"thresholds", "weights"}
-    if unknown or "weights" not in spec:
-        raise SmallboxError(f"loss.size_weights takes thresholds (coco | fit | [A, B]) and weights ([small, medium, large]); got {spec}")
+    if not isinstance(spec, dict) or "weights" not in spec:
+        raise SmallboxError("loss.size_weights takes thresholds (coco | fit | [A, B]), weights ([small, medium, large]) "
+                            f"and renorm (true | false); got {spec}")
     thresholds = spec.get("thresholds", "coco")
     if isinstance(thresholds, (list, tuple)):
         thresholds = ",".join(str(t) for t in thresholds)
-    return BoxSizeWeights(SizeBuckets.parse(thresholds, train_areas), spec["weights"])
+    try:
+        buckets = SizeBuckets.parse(str(thresholds), train_areas)
+    except SmallboxError as e:
+        raise SmallboxError(f"loss.size_weights.thresholds: {e}") from None
+    weighting = SizeWeighting.from_config({**spec, "thresholds": list(buckets.thresholds)}, "recipe", key="loss.size_weights")
+    return BoxSizeWeights.from_weighting(weighting)
 
 
 def run_dir(cfg: dict, recipe_path) -> Path:

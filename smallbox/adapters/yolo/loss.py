@@ -7,15 +7,22 @@ checkpoint); the rule and its settings are :mod:`smallbox.adapters.size_weightin
 What it does, and how it differs from the report's ``SizeWeightedLoss`` (which took "areas" from
 encoded regression deltas and averaged over all rows, ignoring the loss's normalisation):
 
-* The weight belongs to a ground-truth box and is looked up from its size bucket
-  (:class:`smallbox.datasets.SizeBuckets`, the same object the EDA, splits and evaluator use).
+* The weight belongs to a ground-truth box and is looked up from the bucket the evaluator gives
+  it: the box's ORIGINAL area (``batch["orig_area"]``, carried through Ultralytics' augmentation
+  by :mod:`.train_data`; the trainer builds that dataset whenever the model weights by
+  ``original``), through :class:`smallbox.datasets.SizeBuckets`' rule. The assigner tells which
+  ground-truth box each foreground anchor got (``target_gt_idx``); the anchor takes that box's
+  weight. Nothing is recomputed from the augmented box.
 * Ultralytics' ``BboxLoss`` weights each foreground anchor's IoU and DFL (L1 for ``reg_max=1``
   heads) terms by ``w_a = sum(target_scores[a])`` and divides by ``target_scores_sum``. We
-  multiply ``w_a`` by the size weight ``s_a`` of the box assigned to anchor ``a``; the divisor
-  stays Ultralytics' own, and the classification loss is untouched.
+  multiply ``w_a`` by the size weight ``s_a``; the divisor stays Ultralytics' own, and the
+  classification loss is untouched.
 * ``renorm``: scale all ``s_a`` of the batch by ``sum(w_a) / sum(w_a * s_a)`` (over foreground
-  anchors), so the box loss keeps its overall scale and only the share of small boxes changes;
-  without it, weights > 1 also raise the effective box gain (``box=``/``dfl=``).
+  anchors; :func:`~smallbox.adapters.size_weighting.renorm_factor`), so the box loss keeps its
+  overall scale and only the buckets' shares change.
+* ``by: input``, and batches without ``orig_area`` (the validation loader's, for the val loss:
+  no random scale there, so both agree up to the label files' rounding), bucket a box by its
+  area at the network input divided by the letterbox ratio (:func:`input_scale`).
 * With all weights 1.0 the loss is exactly Ultralytics' ``v8DetectionLoss``.
 """
 
@@ -27,7 +34,10 @@ import torch
 from ultralytics.utils import LOGGER
 from ultralytics.utils.loss import BboxLoss, E2ELoss, v8DetectionLoss
 
-from ..size_weighting import SizeWeighting
+from ..size_weighting import SizeWeighting, renorm_factor
+from .train_data import AREA_KEY
+
+_TOLD: set[str] = set()  # notes logged once per process (the EMA and resumed criteria would repeat them)
 
 
 def input_scale(batch: dict, input_hw, batch_size: int, device) -> torch.Tensor | None:
@@ -37,10 +47,8 @@ def input_scale(batch: dict, input_hw, batch_size: int, device) -> torch.Tensor 
     Ultralytics loads an image with its long side resized to ``imgsz`` (ratio
     ``r = imgsz / max(h0, w0)``) and letterboxes it into the ``(H, W)`` input without further
     scaling, so ``r = min(H / h0, W / w0)`` and an original area ``a`` becomes ``a * r²`` at the
-    input. A mosaic carries only its first tile's ``ori_shape``: exact when the dataset's
-    images share one size, an approximation otherwise. The random affine ``scale``
-    augmentation is deliberately not undone: a box enlarged by it is weighted by the size it
-    now appears with, which is the size the network has to detect.
+    input. A mosaic carries only its first tile's ``ori_shape``, and the random affine ``scale``
+    is not undone: this is the size the network sees, not the evaluator's (``by: input``).
     """
     shapes = batch.get("ori_shape")
     if shapes is None or len(shapes) != batch_size:
@@ -50,18 +58,33 @@ def input_scale(batch: dict, input_hw, batch_size: int, device) -> torch.Tensor 
     return (hw / hw0).min(dim=1).values
 
 
+def per_image(values: torch.Tensor, batch_idx: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``values[N]`` (one per ``batch["cls"]`` row) laid out as ``v8DetectionLoss.preprocess``
+    lays out the ground truth: image ``i``'s ``j``-th row at ``[i, j]``; shape ``(B, max rows)``,
+    zeros where an image has fewer rows. Rows are grouped by image, as ``collate_fn`` makes them."""
+    batch_idx = batch_idx.long()
+    counts = torch.bincount(batch_idx, minlength=batch_size)
+    out = values.new_zeros(batch_size, int(counts.max()) if len(values) else 0)
+    if len(values):
+        offsets = torch.cumsum(counts, 0) - counts
+        out[batch_idx, torch.arange(len(values), device=values.device) - offsets[batch_idx]] = values
+    return out
+
+
 class SizeWeightedBboxLoss(BboxLoss):
     """``BboxLoss`` whose per-anchor weights are multiplied by the size weight of the assigned
-    ground-truth box. ``image_scale`` (``(B,)``, input px per original px) is set by the
-    criterion before each call; None means 1."""
+    ground-truth box. The criterion sets, before each call, either ``gt_weights`` (``(B, A)``,
+    the weight of each anchor's assigned box, from its original area) or, for ``by: input``,
+    ``image_scale`` (``(B,)``, input px per original px; None means 1)."""
 
     def __init__(self, reg_max: int, weighting: SizeWeighting):
         super().__init__(reg_max)
         self.weighting = weighting
+        self.gt_weights = None
         self.image_scale = None
 
     def anchor_weights(self, target_bboxes, target_scores, fg_mask, stride) -> torch.Tensor:
-        """Size weight per anchor, ``(B, A)``.
+        """Size weight per anchor, ``(B, A)``, renormalised when ``renorm``.
 
         Args:
             target_bboxes (B, A, 4): assigned boxes, xyxy in grid units of each anchor's level.
@@ -69,44 +92,69 @@ class SizeWeightedBboxLoss(BboxLoss):
             fg_mask (B, A): foreground anchors.
             stride (A, 1): stride of each anchor's level.
         """
-        wh_input = (target_bboxes[..., 2:] - target_bboxes[..., :2]) * stride.view(1, -1, 1)
-        area_input = wh_input[..., 0] * wh_input[..., 1]
-        if self.image_scale is not None:
-            area_input = area_input / self.image_scale.view(-1, 1).to(area_input.dtype) ** 2
-        weights = self.weighting.box_weights(area_input)
+        weights = self.gt_weights
+        if weights is None:
+            wh_input = (target_bboxes[..., 2:] - target_bboxes[..., :2]) * stride.view(1, -1, 1)
+            area = wh_input[..., 0] * wh_input[..., 1]
+            if self.image_scale is not None:
+                area = area / self.image_scale.view(-1, 1).to(area.dtype) ** 2
+            weights = self.weighting.box_weights(area)
+        weights = weights.to(target_scores.dtype)
         if self.weighting.renorm:
-            base = target_scores.sum(-1) * fg_mask
-            weighted = (base * weights).sum()
-            if weighted > 0:
-                weights = weights * (base.sum() / weighted)
+            weights = weights * renorm_factor(target_scores.sum(-1) * fg_mask, weights)
         return weights
 
     def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask, imgsz, stride):
         """Same arguments as ``BboxLoss.forward``; returns (iou loss, dfl or l1 loss)."""
         weights = self.anchor_weights(target_bboxes, target_scores, fg_mask, stride)
-        target_scores = target_scores * weights.unsqueeze(-1).to(target_scores.dtype)
+        target_scores = target_scores * weights.unsqueeze(-1)
         return super().forward(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask, imgsz, stride)
 
 
 class SizeWeightedDetectionLoss(v8DetectionLoss):
-    """``v8DetectionLoss`` with :class:`SizeWeightedBboxLoss` as its box term."""
+    """``v8DetectionLoss`` with :class:`SizeWeightedBboxLoss` as its box term. A forward hook on
+    the assigner turns each foreground anchor's ``target_gt_idx`` into its box's weight."""
 
     def __init__(self, model, weighting: SizeWeighting, tal_topk: int = 10, tal_topk2: int | None = None):
         super().__init__(model, tal_topk=tal_topk, tal_topk2=tal_topk2)
         self.weighting = weighting
         self.bbox_loss = SizeWeightedBboxLoss(self.reg_max, weighting).to(self.device)
-        self._warned = False
+        self.assigner.register_forward_hook(self._weights_of_assigned_boxes)
+        self._gt_weights = None  # (B, max boxes) of the batch in progress
 
     def loss(self, preds: dict, batch: dict):
-        """Set the per-image input scale from the batch, then Ultralytics' loss."""
+        """Prepare the weights of the batch's boxes (or the input scale), then Ultralytics' loss."""
         batch_size = preds["boxes"].shape[0]
-        input_hw = [int(n) * int(self.stride[0]) for n in preds["feats"][0].shape[2:]]
-        scale = input_scale(batch, input_hw, batch_size, self.device)
-        if scale is None and not self._warned:
-            LOGGER.warning("smallbox size weighting: batch has no 'ori_shape'; thresholds apply to network-input px²")
-            self._warned = True
-        self.bbox_loss.image_scale = scale
+        self._gt_weights, self.bbox_loss.gt_weights, self.bbox_loss.image_scale = None, None, None
+        areas = batch.get(AREA_KEY) if self.weighting.by == "original" else None
+        if areas is not None:
+            areas = areas.to(self.device, torch.float32 if self.device.type == "mps" else torch.float64)
+            self._gt_weights = per_image(self.weighting.box_weights(areas), batch["batch_idx"].to(self.device), batch_size)
+        else:
+            if self.weighting.by == "original":
+                _tell_once("no_area", f"smallbox size weighting: a batch without '{AREA_KEY}' (the validation loader's, "
+                                      "for val/box_loss): its boxes are bucketed by network-input area / letterbox ratio")
+            input_hw = [int(n) * int(self.stride[0]) for n in preds["feats"][0].shape[2:]]
+            self.bbox_loss.image_scale = input_scale(batch, input_hw, batch_size, self.device)
+            if self.bbox_loss.image_scale is None:
+                _tell_once("no_shape", "smallbox size weighting: batch has no 'ori_shape'; thresholds apply to network-input px²")
         return super().loss(preds, batch)
+
+    def _weights_of_assigned_boxes(self, assigner, args, outputs):
+        """Forward hook of the assigner: ``outputs[4]`` is ``target_gt_idx`` ``(B, A)``."""
+        if self._gt_weights is None:
+            return
+        gt_idx = outputs[4]
+        if self._gt_weights.shape[1] == 0:  # no boxes in the batch: no foreground either
+            self.bbox_loss.gt_weights = torch.ones_like(gt_idx, dtype=self._gt_weights.dtype)
+        else:
+            self.bbox_loss.gt_weights = self._gt_weights.gather(1, gt_idx.long())
+
+
+def _tell_once(key: str, message: str) -> None:
+    if key not in _TOLD:
+        _TOLD.add(key)
+        LOGGER.info(message)
 
 
 def build_criterion(model, weighting: SizeWeighting):

@@ -21,6 +21,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 from ...callbacks import export, geometry, plots
 from ..size_weighting import resolve_named_thresholds
 from .model import SmallboxDetectionModel, resolve_base
+from .train_data import build_original_area_dataset
 from .val_data import build_predict_val_loader
 from .validator import SmallboxValidator
 
@@ -53,6 +54,15 @@ class SmallboxTrainer(DetectionTrainer):
         # trainer's own `rect` is about training batches)
         return build_predict_val_loader(self.args, dataset_path, batch_size, self.data, stride, self.args.workers * 2,
                                         rank=rank, auto=True, pin_memory=True, split=self.args.split or "val")
+
+    def build_dataset(self, img_path, mode="train", batch=None):
+        """Training images whose boxes carry their original area (:mod:`.train_data`) when the
+        model weights its box loss by the evaluator's buckets; otherwise Ultralytics' dataset."""
+        weighting = getattr(unwrap_model(self.model), "size_weighting", None)
+        if mode != "train" or weighting is None or weighting.by != "original":
+            return super().build_dataset(img_path, mode, batch)
+        stride = max(int(unwrap_model(self.model).stride.max()), 32)
+        return build_original_area_dataset(self.args, img_path, batch, self.data, stride)
 
     def get_validator(self):
         return SmallboxValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
