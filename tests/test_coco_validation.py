@@ -240,3 +240,23 @@ def test_every_annotation_problem_is_found_in_a_clean_file(tmp_path, dataset, qu
     else:
         with pytest.raises(SmallboxError, match=re.escape(label)):
             load_coco(path)
+
+
+def test_inspect_sets_aside_bad_images_with_their_boxes(tmp_path, dataset):
+    data, root = dataset
+    first, second, third = data["images"]
+    (root / first["file_name"]).unlink()
+    second["file_name"] = "../elsewhere.png"
+    data["images"].append(dict(third, file_name="copy.png"))  # the same id again
+    path = _write(tmp_path, data)
+    d = inspect_coco(path, root)
+    assert [(p.kind, p.id) for p in d.problems] == [("image_not_found", first["id"]), ("bad_file_name", second["id"]),
+                                                    ("duplicate_image_id", third["id"])]
+    boxes = {im["id"]: sum(a["image_id"] == im["id"] for a in data["annotations"]) for im in (first, second, third)}
+    assert d.set_aside["images"] == {"image file not found": 1, "file_name empty, absolute or escaping the image root": 1,
+                                     "image id used before in the file": 1}
+    assert d.set_aside["annotations"] == {"its image is set aside": boxes[first["id"]] + boxes[second["id"]]}
+    assert d.images == [third] and len(d.annotations) == boxes[third["id"]]
+    with pytest.raises(SmallboxError) as e:
+        load_coco(path, root)
+    assert "smallbox fix" not in str(e.value) and "to fix by hand: image file not found (1)" in str(e.value)
