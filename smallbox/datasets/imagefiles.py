@@ -42,8 +42,8 @@ def image_size(path) -> tuple[int, int]:
     those whose decoders disagree on rotation (WebP, TIFF) are decoded with OpenCV to be sure.
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(PNG_SIGNATURE) + 16)
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(READ_BYTES)
             png = _png_size(head, f) if head.startswith(PNG_SIGNATURE) else None
     except FileNotFoundError:
         raise SmallboxError(f"{path}: no such image file") from None
@@ -53,26 +53,30 @@ def image_size(path) -> tuple[int, int]:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+READ_BYTES = 4096  # a small PNG whole, or the header chunks of a large one
 # Formats whose header size PIL and OpenCV rotate alike (Ultralytics' exif_size trusts them too).
 ROTATE_BY_HEADER = frozenset({"JPEG", "MPO", "PNG", "AVIF"})
 
 
-def _png_size(head: bytes, f) -> tuple[int, int] | None:
+def _png_size(buf: bytes, f) -> tuple[int, int] | None:
     """Size from IHDR, swapped when an eXIf chunk says 5-8; None for a malformed file (PIL then
-    says what is wrong). Reads only chunk headers, skipping the pixel data."""
-    if head[12:16] != b"IHDR":
+    says what is wrong). Reads chunk headers only, skipping the pixel data; ``buf`` holds the
+    file from ``start`` on."""
+    if buf[12:16] != b"IHDR":
         return None
-    width, height = struct.unpack(">II", head[16:24])
-    pos = len(PNG_SIGNATURE)
+    width, height = struct.unpack(">II", buf[16:24])
+    start, pos = 0, len(PNG_SIGNATURE)
     while True:
-        f.seek(pos)
-        header = f.read(8)
-        if len(header) < 8:
-            return None
-        length, kind = struct.unpack(">I4s", header)
+        if pos + 8 > start + len(buf):  # the next chunk header lies beyond what was read
+            f.seek(pos)
+            start, buf = pos, f.read(READ_BYTES)
+            if len(buf) < 8:
+                return None
+        length, kind = struct.unpack_from(">I4s", buf, pos - start)
         if kind == b"IEND":
             return width, height
         if kind == b"eXIf":
+            f.seek(pos + 8)
             orientation = _exif_orientation(f.read(length))
             return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
         pos += 12 + length
