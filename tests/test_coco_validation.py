@@ -209,6 +209,8 @@ ANNOTATION_QUIRKS = {
     "no bbox": (_delete("bbox"), "missing_keys", False),
     "unknown image": (_set("image_id", 424242), "unknown_image", False),
     "unknown category": (_set("category_id", 0), "unknown_category", False),
+    "image id a list": (_set("image_id", [1]), "unknown_image", False),
+    "category id a string": (_set("category_id", "1"), "unknown_category", False),
     "five numbers": (_box(lambda b, W, H: b + [1]), "bad_bbox", False),
     "a bool in the box": (_box(lambda b, W, H: [b[0], b[1], True, b[3]]), "bad_bbox", False),
     "nan": (_box(lambda b, W, H: [b[0], float("nan"), b[2], b[3]]), "bad_bbox", False),

@@ -353,13 +353,14 @@ class _Checker:
                 self.add("missing_keys", f"{_where(i, a)} lacks {', '.join(lacking)}", "annotations", i, a.get("id"))
                 continue
             self.check_annotation_id(i, a, seen, renumber)
-            size = images.get(a["image_id"])
-            if size is None and a["image_id"] not in self.rejected_ids:
-                self.add("unknown_image", f"{_where(i, a)} points at unknown image {a['image_id']}", "annotations", i, a.get("id"))
-            if a["category_id"] not in categories:
-                self.add("unknown_category", f"{_where(i, a)} has unknown category {a['category_id']}", "annotations", i, a.get("id"))
+            image_id = a["image_id"] if _is_int(a["image_id"]) else None  # ids are integers (a list would not even hash)
+            size = images.get(image_id)
+            if size is None and image_id not in self.rejected_ids:
+                self.add("unknown_image", f"{_where(i, a)} points at unknown image {a['image_id']!r}", "annotations", i, a.get("id"))
+            if not _is_int(a["category_id"]) or a["category_id"] not in categories:
+                self.add("unknown_category", f"{_where(i, a)} has unknown category {a['category_id']!r}", "annotations", i, a.get("id"))
             box = self.check_bbox(i, a, size)
-            if size is None and a["image_id"] in self.rejected_ids and i not in self.left_out["annotations"]:
+            if size is None and image_id in self.rejected_ids and i not in self.left_out["annotations"]:
                 self.rejected["annotations"].add(i)
                 self.left_out["annotations"].add(i)
                 self.set_aside["annotations"]["its image is set aside"] += 1

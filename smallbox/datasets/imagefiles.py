@@ -60,8 +60,8 @@ ROTATE_BY_HEADER = frozenset({"JPEG", "MPO", "PNG", "AVIF"})
 
 def _png_size(buf: bytes, f) -> tuple[int, int] | None:
     """Size from IHDR, swapped when an eXIf chunk says 5-8; None for a malformed file (PIL then
-    says what is wrong). Reads chunk headers only, skipping the pixel data; ``buf`` holds the
-    file from ``start`` on."""
+    says what is wrong). ``buf`` is the start of the file; further chunk headers are read as
+    needed, skipping the pixel data."""
     if buf[12:16] != b"IHDR":
         return None
     width, height = struct.unpack(">II", buf[16:24])
