@@ -157,6 +157,8 @@ def check_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -> t
 
 def _checked(path, image_root, tolerance: float, check_files: bool = True) -> tuple[Path, dict, Path | None, "_Checker"]:
     """Read the json (an unreadable one raises) and run the checker over it."""
+    if not tolerance >= 0:  # NaN too
+        raise SmallboxError(f"tolerance must be a number of pixels >= 0, got {tolerance}")
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict):
