@@ -4,7 +4,7 @@ model (``.pt`` / ``.yaml``) or a ``smallbox tv`` checkpoint."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,34 +18,50 @@ class ModelPredictFn:
     """A ``predict_fn`` with what the model knows of its classes.
 
     Attributes:
-        fn: ``image_bgr -> (xyxy_abs [N, 4], scores [N], class indices [N])``.
+        fn: ``image_bgr -> (xyxy_abs [N, 4], scores [N], class indices [N])`` for tiles.
         names: class names by index.
         category_ids: the COCO category id of each class index when the model's training data
             recorded them (a converted dataset's manifest, a tv checkpoint), else None.
+        full_fn: the same for the whole image, at the model's own input size (sliced inference's
+            full-image pass must see what plain ``predict`` sees, not the tiles' size); None: ``fn``.
     """
 
     fn: PredictFn
     names: list[str]
     category_ids: list[int] | None = None
+    full_fn: PredictFn | None = None
+    at_size: object = None  # imgsz -> PredictFn, for models whose input size is a setting (YOLO)
+    trained_imgsz: int | None = None  # the input size the model was trained at
 
     def __call__(self, image_bgr: np.ndarray):
         return self.fn(image_bgr)
 
+    def full(self, image_bgr: np.ndarray):
+        return (self.full_fn or self.fn)(image_bgr)
+
+    def with_tile_size(self, imgsz: int) -> "ModelPredictFn":
+        """The same model, tiles predicted at ``imgsz`` (a model without a size setting: itself)."""
+        if self.at_size is None:
+            return self
+        return replace(self, fn=self.at_size(imgsz), full_fn=self.full_fn or self.fn)
+
 
 def load_predict_fn(model_path, conf: float = 0.25, imgsz: int = 640, device: str | None = None,
-                    iou: float = 0.7) -> ModelPredictFn:
+                    iou: float = 0.7, full_imgsz: int | None = None) -> ModelPredictFn:
     """A ``predict_fn`` for a YOLO model (``.pt`` weights or a model ``.yaml``, via Ultralytics)
-    or a ``smallbox tv`` checkpoint (``best.pt`` / ``last.pt`` of a tv run)."""
+    or a ``smallbox tv`` checkpoint (``best.pt`` / ``last.pt`` of a tv run). ``imgsz``: the YOLO
+    input size of tiles; ``full_imgsz``: of the whole image (default: the size the model was
+    trained at, 640 for a YAML)."""
     path = Path(model_path)
     if path.suffix == ".pt" and not path.is_file():
         raise SmallboxError(f"{path}: no such model file (nothing is downloaded)")
     tv = _tv_checkpoint(path) if path.suffix == ".pt" else None
     if tv is not None:
         return _tv_predict_fn(tv, conf, device)
-    return _yolo_predict_fn(path, conf, imgsz, device, iou)
+    return _yolo_predict_fn(path, conf, imgsz, device, iou, full_imgsz)
 
 
-def _yolo_predict_fn(path: Path, conf: float, imgsz: int, device, iou: float) -> ModelPredictFn:
+def _yolo_predict_fn(path: Path, conf: float, imgsz: int, device, iou: float, full_imgsz: int | None) -> ModelPredictFn:
     from ultralytics import YOLO
 
     from ..datasets.manifest import manifest_of_data_file
@@ -54,14 +70,18 @@ def _yolo_predict_fn(path: Path, conf: float, imgsz: int, device, iou: float) ->
     register_layers()  # models built with smallbox's layers (timm backbones) load too
     model = YOLO(str(path), task="detect")
 
-    def predict(image_bgr):
-        r = model.predict(image_bgr, imgsz=imgsz, conf=conf, iou=iou, device=device, verbose=False)[0]
-        return r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
+    def at(size):
+        def predict(image_bgr):
+            r = model.predict(image_bgr, imgsz=size, conf=conf, iou=iou, device=device, verbose=False)[0]
+            return r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
+        return predict
 
+    trained = (getattr(model, "ckpt", None) or {}).get("train_args", {}).get("imgsz")
+    full_imgsz = full_imgsz or (trained if isinstance(trained, int) else 640)
     names = [model.names[i] for i in range(len(model.names))]
     manifest = manifest_of_data_file((getattr(model, "overrides", None) or {}).get("data"))
     known = manifest.category_ids if manifest and len(manifest.category_ids) == len(names) else None
-    return ModelPredictFn(predict, names, known)
+    return ModelPredictFn(at(imgsz), names, known, at(full_imgsz) if full_imgsz != imgsz else None, at, full_imgsz)
 def _tv_checkpoint(path: Path):
     import torch
 

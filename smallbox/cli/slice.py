@@ -26,14 +26,18 @@ def add_arguments(p):
     p.add_argument("--tile", type=number(int, 1), default=512, help="tile side in pixels (SAHI's slice_height/width)")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
-    p.add_argument("--merge", choices=("greedy", "nms"), default="greedy",
-                   help="greedy: merge matches into the best box (SAHI's GREEDYNMM); nms: drop them")
-    p.add_argument("--match-metric", choices=("ios", "iou"), default="ios", help="intersection over smaller / union")
+    p.add_argument("--merge", choices=("greedy", "nms"), default="nms",
+                   help="nms: drop the lower-scored of matching boxes (SAHI's NMS); greedy: merge matches into the best box "
+                        "(SAHI's GREEDYNMM; with conf 0.001 near-zero boxes stretch good ones)")
+    p.add_argument("--match-metric", choices=("ios", "iou"), default="iou", help="intersection over union / over the smaller box")
     p.add_argument("--match-thr", type=number(float, 0, 1), default=0.5, help="boxes match when metric >= this")
     p.add_argument("--conf", type=number(float, 0, 1), default=0.001, help="score threshold of the model")
     p.add_argument("--iou", type=number(float, 0, 1), default=0.7, help="YOLO: the model's own NMS IoU")
     p.add_argument("--imgsz", type=number(int, 1), default=None,
-                   help="YOLO: inference size of the tiles (default: the tile size)")
+                   help="YOLO: inference size of the tiles (default: from --upscale)")
+    p.add_argument("--upscale", type=number(float, 1), default=1.5,
+                   help="YOLO: tiles are shown at most this many times larger than the model saw objects in training "
+                        "(the whole image at its training imgsz); the whole image itself runs at the training imgsz")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
 
@@ -47,7 +51,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..adapters.predict_fn import load_predict_fn
-    from ..fusion.sliced import predict_sliced, slice_windows
+    from ..fusion.sliced import predict_sliced, slice_windows, tile_input_size
 
     slice_windows(1, 1, args.tile, args.overlap)  # bad --tile / --overlap fail before the model loads
     index = index_folder(args.images, ids_json=args.gt)
@@ -56,7 +60,10 @@ def run(args) -> int:
     preds = []
     for image in tqdm(index.images, desc="slice", dynamic_ncols=True):
         pixels = _read_bgr(index.path(image))
-        boxes, scores, labels = predict_sliced(pixels, predict_fn, args.tile, args.overlap, not args.no_full,
+        model = predict_fn
+        if args.imgsz is None and predict_fn.trained_imgsz:
+            model = predict_fn.with_tile_size(tile_input_size(pixels.shape[:2], args.tile, predict_fn.trained_imgsz, args.upscale))
+        boxes, scores, labels = predict_sliced(pixels, model, args.tile, args.overlap, not args.no_full,
                                                args.merge, args.match_metric, args.match_thr)
         preds += to_coco_results(boxes, scores, labels, image["id"], category_ids)
     write_predictions(preds, args.out)
