@@ -65,7 +65,10 @@ def _writable_config_dir() -> Path:
 
 
 def _install_font(config_dir: Path) -> None:
-    """Copy matplotlib's bundled DejaVu Sans under the names Ultralytics looks up."""
+    """Copy matplotlib's bundled DejaVu Sans under the names Ultralytics looks up (importing
+    matplotlib costs a third of a second: only when a font is missing)."""
+    if all((config_dir / name).exists() for name in FONT_NAMES):
+        return
     try:
         import matplotlib
 

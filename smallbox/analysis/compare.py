@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm import tqdm
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
@@ -215,8 +215,9 @@ def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buc
             cache.clear()
             path = gt.image_path(images[image_id])
             try:
-                cache[image_id] = Image.open(path)
-                cache[image_id].load()
+                with Image.open(path) as im:  # EXIF applied: the boxes are in the image as Ultralytics loads it
+                    cache[image_id] = ImageOps.exif_transpose(im)
+                    cache[image_id].load()
             except (FileNotFoundError, OSError) as e:
                 raise SmallboxError(f"{path}: cannot read image {image_id} ({e})") from None
         tile = crop_tile(cache[image_id], entry)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets import SizeBuckets, load_coco
+from ..datasets import load_coco
+from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..analysis.compare import write_comparison
 from ..predictions import load_predictions
@@ -21,7 +22,7 @@ def add_arguments(p):
                    help="output folder: summary.json, contact_sheet.png, index.html, crops/")
     p.add_argument("--score-thr", type=number(float, 0, 1), default=0.3, help="a detection counts from this score on")
     p.add_argument("--iou", type=number(float, 0, 1, low_open=True), default=0.5, help="IoU needed to find a box")
-    p.add_argument("--areas", default="coco", help="size buckets: coco, fit (tertiles of the ground-truth areas) or A,B in px²")
+    p.add_argument("--areas", default="coco", help="size buckets: coco, fit (the dataset's: recorded at convert, else tertiles of the ground truth's areas) or A,B in px²")
     p.add_argument("--max-crops", type=number(int, 0), default=200, help="crops drawn per list (all are counted)")
 
 
@@ -29,7 +30,9 @@ def run(args) -> int:
     if not Path(args.images).is_dir():
         raise SmallboxError(f"{args.images}: image folder does not exist")
     gt = load_coco(args.gt, image_root=args.images, check_files=False)
-    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    buckets, source = size_buckets(args.areas, args.gt, gt.areas())
+    if source:
+        print(f"size buckets {buckets.describe()}: {source}")
     ids, cats = [im["id"] for im in gt.images], gt.category_ids
     preds_a, preds_b = load_predictions(args.a, ids, cats), load_predictions(args.b, ids, cats)
     names = (Path(args.a).name.split(".")[0], Path(args.b).name.split(".")[0])

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..datasets import SizeBuckets, load_coco
+from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..evaluate import evaluate
 from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, ensemble_predictions
@@ -62,7 +63,9 @@ def run(args) -> int:
     check_members(members, args.pred)
     if gt is None:
         check_categories(members, args.pred)
-    buckets = SizeBuckets.parse(args.areas, gt.areas() if gt else None)
+    buckets, source = size_buckets(args.areas, args.gt, gt.areas() if gt else None)
+    if source:
+        print(f"size buckets {buckets.describe()}: {source}")
     gates = _gates(args, buckets)
     start = time.perf_counter()
     fused = ensemble_predictions(

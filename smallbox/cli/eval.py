@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..datasets import SizeBuckets, load_coco
-from ..datasets.manifest import fit_buckets
+from ..datasets import load_coco
+from ..datasets.manifest import size_buckets
 from ..evaluate import evaluate
 from ..fileio import write_json_atomic
 from ..evaluate.table import format_metrics
@@ -23,10 +23,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
-    if args.areas == "fit":
-        buckets, source = fit_buckets(args.gt, gt.areas())
-    else:
-        buckets, source = SizeBuckets.parse(args.areas), None
+    buckets, source = size_buckets(args.areas, args.gt, gt.areas())
     result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class)
     print(format_metrics(result, f"{args.pred} vs {args.gt} ({args.backend})"))
     if source:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import SizeBuckets, load_coco
+from ..datasets import load_coco
+from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..analysis.significance import bootstrap_difference, format_result
 from ..evaluate.matching import METRICS
@@ -18,7 +19,8 @@ def _add_options(p):
     p.add_argument("--metric", default="AP_small", choices=list(METRICS),
                    help="COCO metric to compare (size metrics use --areas; default AP_small)")
     p.add_argument("--areas", default="coco",
-                   help="size buckets of AP_small/medium/large: coco, fit (tertiles of the ground-truth areas) or A,B in px²")
+                   help="size buckets of AP_small/medium/large: coco, fit (the dataset's: recorded by smallbox convert for a "
+                        "converted dataset's json, else tertiles of the ground truth's areas) or A,B in px²")
     p.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the resampling")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
@@ -61,7 +63,9 @@ def run(args) -> int:
     if not 0 < args.level < 1:
         raise SmallboxError(f"--level {args.level}: must be between 0 and 1, e.g. 0.95")
     gt = load_coco(gt_path, check_files=False)
-    buckets = SizeBuckets.parse(args.areas, gt.areas())
+    buckets, source = size_buckets(args.areas, gt_path, gt.areas())
+    if source:
+        print(f"size buckets {buckets.describe()}: {source}")
     res = bootstrap_difference(gt, a_files, b_files, metric=args.metric, buckets=buckets, n=args.n,
                                seed=args.seed, level=args.level)
     print("A: " + " ".join(a_files))

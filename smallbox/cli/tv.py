@@ -170,7 +170,12 @@ def _eval(argv) -> int:
     gt = load_coco(args.data or d["val"], args.images or d["val_images"] or d["images"], d["out_of_bounds"])
     gt = filter_by_area(gt, d["area_range"], keep_empty=True)
     if args.areas:
-        buckets = [SizeBuckets.parse(args.areas, gt.areas())]
+        from ..datasets.manifest import size_buckets
+
+        bucket_set, source = size_buckets(args.areas, gt.path, gt.areas())
+        buckets = [bucket_set]
+        if source:
+            print(f"size buckets {bucket_set.describe()}: {source}")
     else:
         buckets = [SizeBuckets.from_dict(b) for b in ckpt["buckets"] if b["name"] != "coco"]
     category_ids = [c["category_id"] for c in ckpt["classes"]]

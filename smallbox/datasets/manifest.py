@@ -205,5 +205,14 @@ def fit_buckets(gt_path, areas) -> tuple[SizeBuckets, str]:
     return recorded_fit(gt_path) or (SizeBuckets.fit(areas), f"fitted on the boxes of {gt_path}")
 
 
+def size_buckets(spec: str, gt_path, areas) -> tuple[SizeBuckets, str | None]:
+    """What a command's ``--areas SPEC`` means for the ground truth ``gt_path``: ``fit`` is
+    :func:`fit_buckets` (with where the numbers came from), anything else
+    :meth:`SizeBuckets.parse` (no source to tell)."""
+    if str(spec).strip() == "fit":
+        return fit_buckets(gt_path, areas)
+    return SizeBuckets.parse(spec, areas), None
+
+
 def write_manifest_text(classes: list[dict], splits: dict) -> str:
     return json.dumps(manifest_dict(classes, splits), sort_keys=True, indent=1)

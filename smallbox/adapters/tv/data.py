@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from ...datasets import CocoDataset
@@ -87,8 +87,8 @@ class CocoDetection(Dataset):
         image = self.coco.images[index]
         path = self.image_files[image["id"]] if self.image_files else self.coco.image_path(image)
         try:
-            with Image.open(path) as im:
-                return np.array(im.convert("RGB"))
+            with Image.open(path) as im:  # EXIF orientation applied, as Ultralytics' cv2.imread does
+                return np.array(ImageOps.exif_transpose(im).convert("RGB"))
         except OSError as e:
             raise SmallboxError(f"{path}: cannot read image {image['id']} ({e})") from None
 

@@ -59,7 +59,7 @@ DEFAULTS: dict = {
         "val_images": None,
         "area_range": None,             # [min, max] px²: keep only boxes of that area (specialist training)
         "keep_empty": False,            # keep training images left without boxes (as negatives)
-        "out_of_bounds": "clip",        # error | clip
+        "out_of_bounds": "error",       # error | clip (clipped however far out); `smallbox fix` repairs small overhangs
     },
     "aug": {
         "hflip": 0.5,

@@ -115,7 +115,10 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SmallboxError(f"{path}: no such checkpoint")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a YOLO checkpoint (pickled classes), a text file, a truncated file
+        raise SmallboxError(f"{path}: not a smallbox tv checkpoint (a YOLO best.pt goes to smallbox yolo)") from None
     if not isinstance(ckpt, dict) or "recipe" not in ckpt or "model" not in ckpt:
         raise SmallboxError(f"{path}: not a smallbox tv checkpoint (no recipe/model inside)")
     return ckpt
