@@ -19,6 +19,7 @@ from torchvision.ops import FeaturePyramidNetwork, misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from ...errors import SmallboxError
+from ..timm_features import TimmFeatures
 from .losses import BoxSizeWeights, enable_size_weights
 
 ARCHS = ("faster_rcnn", "retinanet")
@@ -27,54 +28,36 @@ RPN_SAMPLING = ("rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train", "rpn_pre_
                 "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image")
 
 
-class TimmFPNBackbone(nn.Module):
-    """A timm ``features_only`` model followed by torchvision's FPN.
+class TimmFPNBackbone(TimmFeatures):
+    """The shared timm builder (:class:`~smallbox.adapters.timm_features.TimmFeatures`: strict
+    local weights, window padding for Swin, NCHW maps) followed by torchvision's FPN. A subclass
+    rather than a wrapper, so the state-dict keys stay ``body.*`` and ``fpn.*``.
 
     Args:
         name (str): timm model name (e.g. ``swin_tiny_patch4_window7_224``, ``efficientnet_b3``).
         out_indices (tuple[int]): feature stages fed to the FPN (negative counts from the last).
         out_channels (int): FPN width.
         extra_blocks: torchvision FPN extra block (``LastLevelMaxPool`` / ``LastLevelP6P7``).
-        weights (str | None): local timm checkpoint of the classification model.
+        weights (str | None): local timm checkpoint of the classification model, loaded strictly.
+        pretrained (bool): the structure of a pretrained backbone, as torchvision builds one:
+            every BatchNorm frozen and only the last ``trainable_layers`` feature levels trained
+            (also without ``weights`` when a checkpoint's state dict is loaded next).
+        trainable_layers (int): feature levels, from the deepest, that train when ``pretrained``.
         kwargs: extra ``timm.create_model`` arguments.
 
-    ``forward(images [B, 3, H, W]) -> OrderedDict[str, Tensor[B, out_channels, h, w]]``. Swin-like
-    models return NHWC features; they are turned to NCHW before the FPN.
+    ``forward(images [B, 3, H, W]) -> OrderedDict[str, Tensor[B, out_channels, h, w]]``; the images
+    come normalised (and padded with 0) by torchvision's ``GeneralizedRCNNTransform``.
     """
 
-    def __init__(self, name: str, out_indices, out_channels: int, extra_blocks, weights=None, kwargs=None):
-        super().__init__()
-        self.body = _create_timm(name, tuple(out_indices), weights, dict(kwargs or {}))
-        self.channels_last_output = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
-        self.fpn = FeaturePyramidNetwork(self.body.feature_info.channels(), out_channels, extra_blocks=extra_blocks)
+    def __init__(self, name: str, out_indices, out_channels: int, extra_blocks, weights=None, *, pretrained: bool = False,
+                 trainable_layers: int = 3, kwargs=None):
+        super().__init__(name, out_indices, weights, freeze_bn=pretrained, trainable=trainable_layers if pretrained else None,
+                         **(kwargs or {}))
+        self.fpn = FeaturePyramidNetwork(self.channels, out_channels, extra_blocks=extra_blocks)
         self.out_channels = out_channels
 
     def forward(self, images):
-        features = self.body(images)
-        if self.channels_last_output:
-            features = [f.permute(0, 3, 1, 2).contiguous() for f in features]
-        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
-
-
-def _create_timm(name: str, out_indices, weights, kwargs) -> nn.Module:
-    import timm
-
-    if weights:
-        _check_file(weights, "model.backbone_weights")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
-    else:
-        kwargs["pretrained"] = False
-    try:
-        # Transformers (Swin, ViT) need these to take detection-sized inputs; CNNs reject them.
-        return timm.create_model(name, features_only=True, out_indices=out_indices, dynamic_img_size=True, **kwargs)
-    except TypeError:
-        pass
-    except RuntimeError as e:
-        raise SmallboxError(f"model.backbone: timm model {name!r}: {e}") from None
-    try:
-        return timm.create_model(name, features_only=True, out_indices=out_indices, **kwargs)
-    except (RuntimeError, TypeError) as e:
-        raise SmallboxError(f"model.backbone: timm model {name!r}: {e}") from None
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(super().forward(images))))
 
 
 def _check_file(path, key: str):
@@ -93,9 +76,13 @@ def build_backbone(m: dict, read_weights: bool = True) -> nn.Module:
     arch, name = m["arch"], m["backbone"]
     if name.startswith(TIMM_PREFIX):
         default = (-4, -3, -2, -1) if arch == "faster_rcnn" else (-3, -2, -1)
-        weights = m["backbone_weights"] if read_weights else None
-        return TimmFPNBackbone(name[len(TIMM_PREFIX):], m["out_indices"] or default, m["fpn_channels"],
-                               _extra_blocks(arch, m["fpn_channels"]), weights, m["backbone_kwargs"])
+        try:
+            return TimmFPNBackbone(name[len(TIMM_PREFIX):], m["out_indices"] or default, m["fpn_channels"],
+                                   _extra_blocks(arch, m["fpn_channels"]), m["backbone_weights"] if read_weights else None,
+                                   pretrained=bool(m["backbone_weights"] or m["weights"]),
+                                   trainable_layers=m["trainable_layers"], kwargs=m["backbone_kwargs"])
+        except SmallboxError as e:
+            raise SmallboxError(f"model.backbone={name}, model.backbone_weights={m['backbone_weights']}: {e}") from None
     return _resnet_fpn(m, read_weights)
 
 
