@@ -4,6 +4,8 @@
   is built lazily by ``init_criterion``, also on the EMA copy, on resume and after NaN recovery,
   so this is the one place where a custom loss sticks);
 * gives timm backbones back their own BatchNorm eps (Ultralytics sets 1e-3 everywhere);
+* keeps no weights file in its YAML (:func:`forget_weight_files`), so a checkpoint fine-tunes,
+  resumes and starts DDP workers without the ImageNet file it was first built from;
 * turns a channel mismatch between a backbone and its ``Index`` rows into a readable error;
 * lets a model YAML start from another one: ``base: csp-yolov8s.yaml`` (relative to the YAML)
   plus the top-level keys it replaces (``backbone``, ``head``, ``size_weighting``, ...).
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
@@ -40,6 +43,7 @@ class SmallboxDetectionModel(DetectionModel):
         for m in self.modules():
             if isinstance(m, TimmBackbone):
                 m.restore_norm_eps()
+        self.yaml = forget_weight_files(self.yaml, self.model)
 
     @property
     def size_weighting(self) -> SizeWeighting | None:
@@ -48,6 +52,53 @@ class SmallboxDetectionModel(DetectionModel):
     def init_criterion(self):
         weighting = self.size_weighting
         return super().init_criterion() if weighting is None else build_criterion(self, weighting)
+
+
+def forget_weight_files(model_yaml: dict, layers) -> dict:
+    """A copy of ``model_yaml`` whose TimmBackbone rows name no file to read: ``weights: null``
+    and ``weights_from: <the file loaded>`` (a record, never read).
+
+    Why: Ultralytics rebuilds a model from its checkpoint's YAML before copying the checkpoint's
+    tensors into it (``YOLO(best.pt).train(...)`` through ``trainer.get_model(cfg=model.yaml)``;
+    resume and every DDP worker through ``BaseTrainer.setup_model``). A row still naming the
+    ImageNet file would read it again, and fail where it is gone, for tensors overwritten right
+    after. Every checkpoint pickles the model with this YAML.
+
+    Args:
+        layers: the built model's layers (``model.model``); ``layer.i`` is the row's index.
+    """
+    loaded = {m.i: m.weights for m in layers if isinstance(m, TimmBackbone) and m.weights}
+    if not loaded:
+        return model_yaml
+    y = copy.deepcopy(model_yaml)
+    rows = y["backbone"] + y["head"]
+    for i, path in loaded.items():
+        args = list(rows[i][3])
+        args[2] = {**args[2], "weights": None, "weights_from": path}
+        rows[i][3] = args
+    return y
+
+
+def with_backbone_weights(cfg: dict, weights) -> dict:
+    """A copy of the model YAML dict ``cfg`` (``base:`` resolved) whose one TimmBackbone row loads
+    the local file ``weights``: ``pretrained=FILE`` on the command line."""
+    rows = [(i, row) for i, row in enumerate(cfg["backbone"] + cfg["head"]) if row[2] == TimmBackbone.__name__]
+    where = cfg.get("yaml_file") or "the model YAML"
+    if not rows:
+        raise SmallboxError(f"pretrained={weights} holds plain weights (a state dict), but {where} has no TimmBackbone "
+                            "layer to load them into; Ultralytics' pretrained= takes a YOLO checkpoint (.pt)")
+    if len(rows) > 1:
+        layers = ", ".join(f"layer {i} ({row[3][0]})" for i, row in rows)
+        raise SmallboxError(f"pretrained={weights}: {where} has {len(rows)} TimmBackbone layers ({layers}); "
+                            "name each one's file in its row instead ({weights: FILE})")
+    i, row = rows[0]
+    args = list(row[3]) + [[1, 2, 3], {}][len(row[3]) - 1:]  # [name, out_indices, options], defaults filled in
+    options = dict(args[2] or {})
+    if options.get("weights") and Path(str(options["weights"])).name != Path(str(weights)).name:
+        raise SmallboxError(f"pretrained={weights}: layer {i} of {where} already loads {options['weights']}; give one file")
+    y = copy.deepcopy(cfg)
+    (y["backbone"] + y["head"])[i][3] = [args[0], args[1], {**options, "weights": str(weights)}]
+    return y
 
 
 def _raise_if_channel_mismatch(model, cfg: dict, error: Exception) -> None:

@@ -11,19 +11,29 @@ workers inherit the environment (offline settings, SMALLBOX_FITNESS).
 
 from __future__ import annotations
 
+import os
 from copy import copy
+from pathlib import Path
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.nn.tasks import yaml_model_load
-from ultralytics.utils import RANK
+from ultralytics.utils import LOGGER, RANK, YAML
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ...callbacks import export, geometry, plots
+from ...errors import SmallboxError
 from ..size_weighting import resolve_named_thresholds
-from .model import SmallboxDetectionModel, resolve_base
+from ..timm_features import find_weights_file
+from ..timm_weights import WeightsError, read_checkpoint
+from .layers import TimmBackbone, pretrained_backbone_files
+from .model import SmallboxDetectionModel, resolve_base, with_backbone_weights
 from .train_data import build_original_area_dataset
 from .val_data import build_predict_val_loader
 from .validator import SmallboxValidator
+
+# `smallbox yolo train` tells its DDP workers whether the user set warmup_bias_lr (see check_resume).
+BIAS_WARMUP_GIVEN_ENV = "SMALLBOX_WARMUP_BIAS_LR_GIVEN"
+PLAIN_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt")
 
 
 class SmallboxTrainer(DetectionTrainer):
@@ -44,6 +54,70 @@ class SmallboxTrainer(DetectionTrainer):
         if weights:
             model.load(weights)
         return model
+
+    def check_resume(self, overrides):
+        """Ultralytics' resume check. ``BaseTrainer.__init__`` shows the user's own settings only
+        here: note whether they chose ``warmup_bias_lr`` (a DDP worker is handed all of its
+        parent's settings, so the parent passes the answer on in the environment), and check a
+        ``pretrained=`` file of timm backbone weights before anything is written."""
+        super().check_resume(overrides)
+        given = "warmup_bias_lr" in overrides
+        if RANK == -1:
+            os.environ[BIAS_WARMUP_GIVEN_ENV] = str(int(given))
+        self.bias_warmup_given = os.environ.get(BIAS_WARMUP_GIVEN_ENV, str(int(given))) == "1"
+        self.backbone_cfg = None if self.resume else self._cfg_with_pretrained_backbone()
+
+    def _cfg_with_pretrained_backbone(self) -> dict | None:
+        """The model YAML with the ``pretrained=`` file as its TimmBackbone's weights when that file
+        holds plain weights (``.safetensors``/``.pth``/``.bin``, or a ``.pt`` that is not an
+        Ultralytics checkpoint); None leaves ``pretrained=`` to Ultralytics (True, False, a YOLO
+        checkpoint), which would ``torch.load`` any file as a YOLO checkpoint."""
+        value = self.args.pretrained
+        file = find_weights_file(value) if isinstance(value, (str, Path)) else None
+        if file is None or file.suffix not in PLAIN_WEIGHT_SUFFIXES:
+            return None
+        if file.suffix == ".pt":
+            try:
+                read_checkpoint(file)
+            except WeightsError:  # pickled modules: an Ultralytics checkpoint
+                return None
+        model = str(self.args.model)
+        if model.endswith(".pt"):
+            raise SmallboxError(f"pretrained={value} (timm backbone weights) with model={model}: the checkpoint already "
+                                "holds its backbone's weights; pretrained= goes with a model YAML")
+        return with_backbone_weights(resolve_base(yaml_model_load(model)), file)
+
+    def setup_model(self):
+        """Ultralytics' ``setup_model``, except that a ``pretrained=`` file of timm backbone weights
+        is loaded into the backbone (strictly, by the layer); then :meth:`_no_bias_warmup_for_pretrained`."""
+        if self.backbone_cfg is None:
+            ckpt = super().setup_model()
+        else:
+            pretrained, self.args.pretrained, self.model = self.args.pretrained, True, self.backbone_cfg
+            try:
+                ckpt = super().setup_model()
+            finally:
+                self.args.pretrained = pretrained
+            for m in unwrap_model(self.model).modules():
+                if isinstance(m, TimmBackbone):
+                    LOGGER.info(f"smallbox pretrained={pretrained}: {m.describe()}")
+        self._no_bias_warmup_for_pretrained()
+        return ckpt
+
+    def _no_bias_warmup_for_pretrained(self) -> None:
+        """Ultralytics warms every bias up from ``warmup_bias_lr`` (0.1; zeroed only for
+        ``optimizer=auto``): with AdamW at lr0=0.0001 a pretrained backbone's biases would start
+        at 1,000x lr0. A run with a pretrained timm backbone gets 0.0 unless the user chose a value
+        (a resume keeps the value its run used)."""
+        files = pretrained_backbone_files(unwrap_model(self.model))
+        if self.resume or self.bias_warmup_given or not files or not self.args.warmup_bias_lr:
+            return
+        LOGGER.info(f"smallbox: warmup_bias_lr {self.args.warmup_bias_lr} -> 0.0, the backbone is pretrained "
+                    f"({', '.join(files)}): Ultralytics' bias warm-up would start every bias at "
+                    f"{self.args.warmup_bias_lr / self.args.lr0:,.0f}x lr0 (give warmup_bias_lr= to choose)")
+        self.args.warmup_bias_lr = 0.0
+        if RANK in {-1, 0}:
+            YAML.save(self.save_dir / "args.yaml", vars(self.args))  # the run's record says what it used
 
     def get_dataloader(self, dataset_path, batch_size=16, rank=0, mode="train"):
         """The val loader letterboxes as predict does (:mod:`.val_data`); training is Ultralytics'."""
