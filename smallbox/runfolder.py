@@ -11,6 +11,7 @@ added here reaches every writer and reader::
       args.yaml | recipe.yaml   the path's own settings
 
 ``smallbox.json`` keys: ``path`` (``yolo`` | ``tv``), ``model``, ``backbone``, ``imgsz``,
+``backbone_weights`` (the local file the backbone started from, or "random init"),
 ``epochs``, ``seed``, ``data`` (absolute path of the data YAML or train json), ``val`` (absolute
 path of the ground-truth json the val metrics and ``predictions.json`` are scored against; for a
 per-area specialist, its per-area val json), ``buckets`` (``[{name, thresholds}]``),
@@ -35,8 +36,8 @@ COCO_METRICS_JSON = "coco_metrics.json"
 ULTRALYTICS_ARGS = "args.yaml"
 TV_RECIPE = "recipe.yaml"
 MISSING = "-"
-RUN_INFO_KEYS = ("path", "model", "backbone", "imgsz", "epochs", "seed", "data", "val", "buckets", "predictions",
-                 "evaluation", "best")
+RUN_INFO_KEYS = ("path", "model", "backbone", "backbone_weights", "imgsz", "epochs", "seed", "data", "val", "buckets",
+                 "predictions", "evaluation", "best")
 
 
 def write_run_info(folder, info: dict) -> Path:

@@ -31,6 +31,7 @@ def yolo_run_info(trainer) -> dict:
     evaluator = getattr(validator, "coco_eval", None)
     save_dir = Path(trainer.save_dir)
     return {"path": "yolo", "model": str(trainer.args.model), "backbone": backbone_name(trainer.model),
+            "backbone_weights": backbone_weights(trainer.model, trainer.args.model),
             "imgsz": int(trainer.args.imgsz), "epochs": int(trainer.epochs), "seed": int(trainer.args.seed),
             "data": str(trainer.args.data), "val": str(evaluator.gt.path) if evaluator else None,
             "buckets": [b.to_dict() for b in manifest.buckets] if manifest else [],
@@ -61,6 +62,17 @@ def backbone_name(model) -> str:
     _, _, module, args = layers[0][:4]
     name = next((a for a in args if isinstance(a, str)), None) if isinstance(args, list) else None
     return f"{module}({name})" if name else ("ultralytics" if module == "Conv" else str(module))
+
+
+def backbone_weights(model, model_arg) -> str:
+    """Where the backbone's weights came from: the files smallbox's timm layers record
+    (``pretrained_from``), else the checkpoint the run started from, else "random init"."""
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    files = [m.pretrained_from for m in unwrap_model(model).modules() if getattr(m, "pretrained_from", None)]
+    if files:
+        return ", ".join(files)
+    return f"checkpoint {model_arg}" if str(model_arg).endswith(".pt") else "random init"
 
 
 def _float(x):

@@ -57,14 +57,17 @@ def run(args) -> int:
     index = index_folder(args.images, ids_json=args.gt)
     predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile, args.device, args.iou)
     category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
-    preds = []
+    preds, whole_preds = [], []
     for image in tqdm(index.images, desc="slice", dynamic_ncols=True):
         pixels = _read_bgr(index.path(image))
         model = predict_fn
         if args.imgsz is None and predict_fn.trained_imgsz:
             model = predict_fn.with_tile_size(tile_input_size(pixels.shape[:2], args.tile, predict_fn.trained_imgsz, args.upscale))
+        whole = predict_fn.full(pixels) if args.eval and not args.no_full else None
+        if whole is not None:  # --eval compares with the whole image alone: predicted once, used twice
+            whole_preds += to_coco_results(*whole, image["id"], category_ids)
         boxes, scores, labels = predict_sliced(pixels, model, args.tile, args.overlap, not args.no_full,
-                                               args.merge, args.match_metric, args.match_thr)
+                                               args.merge, args.match_metric, args.match_thr, whole=whole)
         preds += to_coco_results(boxes, scores, labels, image["id"], category_ids)
     write_predictions(preds, args.out)
     if index.source == "folder":
@@ -74,7 +77,8 @@ def run(args) -> int:
     if args.eval:
         from .ensemble import format_eval_rows
 
-        print(format_eval_rows([(f"sliced {args.tile}px", preds)], load_coco(args.gt, check_files=False), SizeBuckets.coco()))
+        rows = ([("whole image alone", whole_preds)] if whole_preds else []) + [(f"tiles {args.tile}px + whole image", preds)]
+        print(format_eval_rows(rows, load_coco(args.gt, check_files=False), SizeBuckets.coco()))
     return 0
 
 

@@ -370,10 +370,17 @@ def _find_weights(value: str):
     return find_weights_file(value)
 
 
+TASKS = ("detect", "segment", "classify", "pose", "obb")
+
+
 def _key_values(argv: list[str]) -> dict[str, str]:
+    """``key=value`` pairs; a bare word that is not a mode or task is a flag set to True, as
+    Ultralytics reads it (``yolo train resume model=last.pt``)."""
     pairs = {}
     for arg in argv:
         key, sep, value = arg.lstrip("-").partition("=")
         if sep:
             pairs[key] = value
+        elif key and key not in RUN_MODES and key not in TASKS and not arg.startswith("-"):
+            pairs[key] = "True"
     return pairs

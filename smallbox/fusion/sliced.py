@@ -66,7 +66,7 @@ def slice_windows(width: int, height: int, tile: int, overlap: float) -> np.ndar
 
 def predict_sliced(image_bgr: np.ndarray, predict_fn: PredictFn, tile: int = 512, overlap: float = 0.2,
                    full: bool = True, merge: str = "greedy", metric: str = "ios", threshold: float = 0.5,
-                   full_first: bool = False, tile_weight: float = 1.0):
+                   full_first: bool = False, tile_weight: float = 1.0, whole=None):
     """Predict on every tile (and the whole image), shift back, merge.
 
     Args:
@@ -82,6 +82,7 @@ def predict_sliced(image_bgr: np.ndarray, predict_fn: PredictFn, tile: int = 512
         full_first: keep the whole image's boxes as they are; the tiles' boxes (merged among
             themselves) only add what the whole image misses (no match at ``threshold``), their
             scores times ``tile_weight``. SAHI pools all boxes instead (``full_first=False``).
+        whole: the whole image's prediction when the caller already has it (not predicted again).
     Returns:
         ``(xyxy_abs [N, 4] float64, scores [N], labels [N] int)``, by descending score.
     """
@@ -90,7 +91,9 @@ def predict_sliced(image_bgr: np.ndarray, predict_fn: PredictFn, tile: int = 512
     for x0, y0, x1, y1 in slice_windows(width, height, tile, overlap).tolist():
         boxes, scores, labels = _as_arrays(predict_fn(np.ascontiguousarray(image_bgr[y0:y1, x0:x1])))
         parts.append((boxes + [x0, y0, x0, y0], scores, labels))
-    whole = _as_arrays(getattr(predict_fn, "full", predict_fn)(image_bgr)) if full else None
+    if full and whole is None:
+        whole = getattr(predict_fn, "full", predict_fn)(image_bgr)
+    whole = _as_arrays(whole) if full else None
     if full_first and whole is not None:
         tiles = merge_predictions(*(np.concatenate(p) for p in zip(*parts)), merge, metric, threshold)
         return add_missed(whole, tiles, metric, threshold, tile_weight)

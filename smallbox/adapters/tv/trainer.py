@@ -295,7 +295,9 @@ class Trainer:
 
     def write_run_info(self, predictions) -> None:
         m = self.cfg["model"]
-        info = {"path": "tv", "model": m["arch"], "backbone": m["backbone"], "imgsz": int(m["max_size"]),
+        info = {"path": "tv", "model": m["arch"], "backbone": m["backbone"],
+                "backbone_weights": m["backbone_weights"] or m["weights"] or m["init_from"] or "random init",
+                "imgsz": int(m["max_size"]),
                 "epochs": int(self.t["epochs"]), "seed": int(self.t["seed"]), "data": str(self.cfg["data"]["train"]),
                 "val": str(self.cfg["data"]["val"]),
                 "buckets": [b.to_dict() for b in [SizeBuckets.coco(), *self.data.bucket_sets]],
