@@ -36,6 +36,27 @@ def read_json(path) -> object:
         raise SmallboxError(f"{path}: not valid json ({e})") from None
 
 
+def read_yaml(path, what: str = "file", empty=None) -> dict:
+    """Read a YAML file that must hold a mapping (a recipe, a data.yaml, a matrix); every problem
+    is a SmallboxError naming the file. An empty file gives ``empty`` (an error when None)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SmallboxError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise SmallboxError(f"{path}: is a folder, not a {what}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SmallboxError(f"{path}: not valid YAML ({e})") from None
+    if data is None and empty is not None:
+        return empty
+    if not isinstance(data, dict):
+        raise SmallboxError(f"{path}: a {what} is a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
 def _temporary_sibling(path: Path, kind: str) -> Path:
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 

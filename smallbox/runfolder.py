@@ -23,10 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from .errors import SmallboxError
-from .fileio import read_json, write_json_atomic
+from .fileio import read_json, read_yaml, write_json_atomic
 
 RESULTS_CSV = "results.csv"
 RUN_INFO = "smallbox.json"
@@ -94,10 +92,4 @@ def resolve_path(folder, value) -> Path | None:
 def read_settings_file(path) -> dict:
     """A run's ``args.yaml`` / ``recipe.yaml`` as a dict ({} when absent)."""
     path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise SmallboxError(f"{path}: not valid yaml ({e})") from None
-    return data if isinstance(data, dict) else {}
+    return read_yaml(path, "settings file", empty={}) if path.is_file() else {}

@@ -140,15 +140,9 @@ def effective_args(argv: list[str]) -> dict:
     """The ``key=value`` arguments, over those of ``cfg=recipe.yaml`` when one is given."""
     args = _key_values(argv)
     if args.get("cfg"):
-        import yaml
+        from ..fileio import read_yaml
 
-        try:
-            recipe = yaml.safe_load(Path(args["cfg"]).read_text(encoding="utf-8")) or {}
-        except OSError:
-            raise SmallboxError(f"cfg={args['cfg']}: no such file") from None
-        except yaml.YAMLError as e:
-            raise SmallboxError(f"cfg={args['cfg']}: not valid YAML ({e})") from None
-        args = {**(recipe if isinstance(recipe, dict) else {}), **args}
+        args = {**read_yaml(args["cfg"], "recipe (cfg=)", empty={}), **args}
     return args
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import SmallboxError
-from ..fileio import read_json
+from ..fileio import read_json, read_yaml
 from .buckets import SizeBuckets
 
 MANIFEST_VERSION = 1
@@ -136,16 +136,7 @@ def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]]) -> dic
 
 
 def read_data_yaml(path) -> dict:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SmallboxError(f"{path}: no such file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise SmallboxError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(data, dict):
-        raise SmallboxError(f"{path}: expected a mapping")
-    return data
+    return read_yaml(path, "data YAML")
 
 
 def dump_data_yaml(data: dict) -> str:

@@ -37,9 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from ..errors import SmallboxError
+from ..fileio import read_yaml
 
 ARM_KEYS = {"model", "args", "about", "pretrained", "split", "fuse_with", "init_from", "estimate_minutes"}
 TOP_KEYS = {"name", "scale", "data", "seeds", "baseline", "defaults", "evaluation", "arms", "about", "fitness",
@@ -106,14 +105,7 @@ class Matrix:
 def load_matrix(path) -> Matrix:
     """Read and check a matrix file; unknown keys and dangling arm references are errors."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SmallboxError(f"{path}: no such matrix file") from None
-    except yaml.YAMLError as e:
-        raise SmallboxError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise SmallboxError(f"{path}: a matrix is a mapping (name, data, seeds, arms, ...)")
+    raw = read_yaml(path, "matrix file")
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise SmallboxError(f"{path}: unknown key(s) {sorted(unknown)} (known: {', '.join(sorted(TOP_KEYS))})")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ...errors import SmallboxError
+from ...fileio import read_yaml
 
 DEFAULTS: dict = {
     "model": {
@@ -159,14 +160,7 @@ def _recipe_layers(path: Path, seen=()) -> list[tuple[Path, dict]]:
     """``[(file, settings)]`` from the deepest ``base`` to ``path`` itself."""
     if path in seen:
         raise SmallboxError(f"{path}: recipe bases form a loop")
-    try:
-        layer = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise SmallboxError(f"{path}: no such recipe") from None
-    except yaml.YAMLError as e:
-        raise SmallboxError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(layer, dict):
-        raise SmallboxError(f"{path}: a recipe is a mapping of settings")
+    layer = read_yaml(path, "recipe", empty={})
     base = layer.pop("base", None)
     if base is None:
         return [(path, layer)]
