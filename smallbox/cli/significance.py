@@ -1,30 +1,44 @@
 """``smallbox significance GT.json A.json [A2.json ...] -- B.json [B2.json ...]``: is B better
-than A, counting the test images and the training runs as sources of noise."""
+than A, counting the test images and the training runs as sources of noise; with ``--plan
+--delta D``, how many seeds per side would detect a difference of D."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..analysis.planning import format_plan, plan_from_result
+from ..analysis.significance import DF_RULES, compare_runs, format_result
 from ..datasets import load_coco
 from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
-from ..analysis.significance import bootstrap_difference, format_result
 from ..evaluate.matching import METRICS
 from ..fileio import write_json_atomic
+from .options import number, output_file
 
-USAGE = "smallbox significance [options] GT.json A.json [A2.json ...] -- B.json [B2.json ...] [options]"
+USAGE = ("smallbox significance [options] GT.json A.json [A2.json ...] -- B.json [B2.json ...] [options]\n"
+         "       smallbox significance --plan --delta 0.02 [--power 0.8] GT.json A.json A2.json ... -- B.json ...")
 
 
 def _add_options(p):
     p.add_argument("--metric", default="AP_small", choices=list(METRICS),
-                   help="COCO metric to compare (size metrics use --areas; default AP_small)")
+                   help="COCO metric to compare (size metrics use --areas)")
     p.add_argument("--areas", default="coco",
                    help="size buckets of AP_small/medium/large: coco, fit (the dataset's: recorded by smallbox convert for a "
                         "converted dataset's json, else tertiles of the ground truth's areas) or A,B in px²")
-    p.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--n", type=number(int, 10), default=1000, help="paired image resamples (at least 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the resampling")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval (default 0.95)")
-    p.add_argument("--json", metavar="OUT", help="also write the result to this json file")
+    p.add_argument("--level", type=number(float, 0, 1, low_open=True), default=0.95,
+                   help="confidence level of the interval, below 1")
+    p.add_argument("--df", default="auto", choices=DF_RULES,
+                   help="degrees of freedom of the t quantile: auto (Welch's run df with equal run counts, else Hsu's "
+                        "min(n)-1, since Welch is liberal with unequal counts; either times total / run variance), "
+                        "welch or hsu")
+    p.add_argument("--plan", action="store_true",
+                   help="also answer: how many seeds per side to detect --delta with --power (needs 2+ runs on a side)")
+    p.add_argument("--delta", type=number(float, 0, low_open=True),
+                   help="with --plan: the difference to detect, in the metric's units (0.02 = 2 AP points)")
+    p.add_argument("--power", type=number(float, 0, 1, low_open=True), default=0.8, help="with --plan: the power wanted")
+    p.add_argument("--json", metavar="OUT", type=output_file, help="also write every number to this json file")
 
 
 def add_arguments(p):
@@ -58,20 +72,27 @@ def split_sides(tokens: list[str], namespace=None) -> tuple[str, list[str], list
 
 def run(args) -> int:
     gt_path, a_files, b_files = split_sides(args.files, args)
-    if args.n < 10:
-        raise SmallboxError(f"--n {args.n}: need at least 10 resamples")
-    if not 0 < args.level < 1:
-        raise SmallboxError(f"--level {args.level}: must be between 0 and 1, e.g. 0.95")
+    if args.plan and args.delta is None:
+        raise SmallboxError("--plan needs --delta: the difference to detect, in the metric's units (e.g. --delta 0.02)")
+    if args.delta is not None and not args.plan:
+        raise SmallboxError("--delta is the planner's: add --plan")
+    if args.plan and max(len(a_files), len(b_files)) < 2:
+        raise SmallboxError("--plan needs 2+ runs on at least one side: one run per side says nothing of the seed spread")
     gt = load_coco(gt_path, check_files=False)
     buckets, source = size_buckets(args.areas, gt_path, gt.areas())
     if source:
         print(f"size buckets {buckets.describe()}: {source}")
-    res = bootstrap_difference(gt, a_files, b_files, metric=args.metric, buckets=buckets, n=args.n,
-                               seed=args.seed, level=args.level)
+    res = compare_runs(gt, a_files, b_files, metric=args.metric, buckets=buckets, n=args.n, seed=args.seed,
+                       level=args.level, df=args.df)
     print("A: " + " ".join(a_files))
     print("B: " + " ".join(b_files))
     print(format_result(res))
+    out = {**res.to_dict(), "gt": gt_path, "a": a_files, "b": b_files, "seed": args.seed}
+    if args.plan:
+        plan = plan_from_result(res, args.delta, args.power)
+        print(format_plan(plan, args.metric))
+        out["plan"] = plan.to_dict()
     if args.json:
-        write_json_atomic({**res.to_dict(), "gt": gt_path, "a": a_files, "b": b_files}, args.json)
+        write_json_atomic(out, args.json, indent=1)
         print(f"wrote {args.json}")
     return 0
