@@ -1,177 +1,230 @@
-"""``smallbox report`` over hand-written run folders of both paths: best epoch, seed grouping
-(mean ± std checked with the statistics module), CSV, plots, and the significance column."""
+"""``smallbox report`` over run folders written by the real trainers (tiny models, a few seconds
+each): seeds grouped (mean ± std checked with the statistics module), each group tested against
+the baseline with the calibrated test, a specialist re-scored on the full val json it shares
+with the baseline (numbers checked with pycocotools), ground truths compared by content,
+evaluation settings stated, an Ultralytics val folder skipped, a plain Ultralytics run, older
+relative paths, and bad input."""
 
+from __future__ import annotations
+
+import contextlib
 import csv
-import gzip
+import io
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from smallbox.cli import main
+from yolo_helpers import TINY_MODEL, no_network
+
 from smallbox.analysis.report import build_report, load_run
+from smallbox.analysis.significance import A_BETTER, B_BETTER, NO_DIFFERENCE
+from smallbox.cli import main
+from smallbox.runfolder import MISSING
 
-COLUMNS = ["coco/AP", "coco/AP50", "coco/AP75", "coco/AP_small", "coco/AP_medium", "coco/AP_large", "coco/AR_100",
-           "fit/AP_small", "fit/AP_medium", "fit/AP_large"]
-FIT = {"name": "fit", "thresholds": [1024.0, 1444.0]}
-
-
-def write_run(folder, path, model, seed, epochs_metrics, predictions=None, backbone="-", ultralytics=False):
-    """A run folder as the trainers write it: results.csv (one row per epoch) + smallbox.json."""
-    folder.mkdir(parents=True)
-    header = ["epoch", "train/box_loss"] + COLUMNS
-    with open(folder / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([f"  {h}" if ultralytics else h for h in header])
-        for e, m in enumerate(epochs_metrics, start=1):
-            w.writerow([e, 1.0 / e] + [m.get(c, 0.1 * e) for c in COLUMNS])
-    info = {"path": path, "model": model, "backbone": backbone, "imgsz": 640, "epochs": len(epochs_metrics),
-            "seed": seed, "data": "data.yaml", "buckets": [{"name": "coco", "thresholds": [1024.0, 9216.0]}, FIT]}
-    if predictions is not None:
-        (folder / "predictions.json").write_text(json.dumps(predictions))
-        info["predictions"] = "predictions.json"
-    (folder / "smallbox.json").write_text(json.dumps(info))
-    return folder
+TRAIN = ["epochs=2", "imgsz=96", "batch=4", "device=cpu", "workers=0", "plots=False", "exist_ok=True"]
 
 
-def read_preds(path):
-    with gzip.open(path, "rt") as f:
-        return json.load(f)
-
-
-def jitter_scores(preds, seed):
-    rng = np.random.default_rng(seed)
-    return [{**p, "score": float(np.clip(p["score"] * rng.uniform(0.9, 1.1), 0, 1))} for p in preds]
+def train(data, project, name, *extra):
+    with no_network():
+        rc = main(["yolo", "train", f"model={TINY_MODEL}", f"data={data}", f"project={project}", f"name={name}", *TRAIN, *extra])
+    assert rc == 0
+    return project / name
 
 
 @pytest.fixture(scope="module")
-def val50(deeppcb_val, tmp_path_factory):
-    """The first 50 images of the DeepPCB val split: keeps the bootstrap in the tests short."""
-    data = json.loads(deeppcb_val.read_text())
-    keep = {im["id"] for im in data["images"][:50]}
-    data["images"] = [im for im in data["images"] if im["id"] in keep]
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-    path = tmp_path_factory.mktemp("gt") / "val50.json"
-    path.write_text(json.dumps(data))
-    return path, keep
+def runs(tiny_yolo_run, tiny_tv_run, tmp_path_factory):
+    """runs/yolo: the session's YOLO run (seed 0) and a second seed of it, a small-box specialist
+    (data-small.yaml) with two seeds, the same recipe without mosaic, and a `smallbox yolo val`
+    folder; runs/tv: the session's torchvision run."""
+    root = tmp_path_factory.mktemp("report-runs")
+    yolo = root / "yolo"
+    shutil.copytree(tiny_yolo_run["dir"], yolo / "full-s0")
+    data, small = tiny_yolo_run["data"], tiny_yolo_run["dataset"] / "data-small.yaml"
+    out = {"full": [yolo / "full-s0", train(data, yolo, "full-s1", "seed=1")],
+           "small": [train(small, yolo, "small-s0", "seed=0"), train(small, yolo, "small-s1", "seed=1")],
+           "nomosaic": train(data, yolo, "nomosaic-s0", "seed=0", "mosaic=0.0")}
+    with no_network():
+        assert main(["yolo", "val", f"model={tiny_yolo_run['weights']}", f"data={data}", "imgsz=96", "batch=4",
+                     "device=cpu", f"project={yolo}", "name=val", "exist_ok=True"]) == 0
+    out["val"] = yolo / "val"
+    shutil.copytree(tiny_tv_run["dir"], root / "tv" / "tv-tiny")
+    out["tv"] = root / "tv" / "tv-tiny"
+    out["root"], out["dataset"] = root, tiny_yolo_run["dataset"]
+    return out
+
+
+def results_rows(folder):
+    with open(folder / "results.csv", newline="") as f:
+        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def pycocotools_ap_small(gt_path, preds):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_path))
+        ev = COCOeval(coco, coco.loadRes(preds) if preds else coco.loadRes([]), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[3])
+
+
+def assert_verdict_follows_interval(result):
+    lo, hi = result.interval
+    if not result.runs_counted:
+        assert result.verdict.startswith("cannot tell")
+    else:
+        assert result.verdict == (B_BETTER if lo > 0 else A_BETTER if hi < 0 else NO_DIFFERENCE)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, deeppcb_predictions, val50):
-    root = tmp_path_factory.mktemp("runs")
-    n_preds, s_preds = ([p for p in read_preds(f) if p["image_id"] in val50[1]] for f in deeppcb_predictions)
-    # epoch 2 is the best by coco/AP in every run; coco/AP_small peaks elsewhere in run n_s0
-    yolo_n = [
-        write_run(root / "n_s0", "yolo", "yolov8n", 0, [{"coco/AP": 0.50, "coco/AP_small": 0.40}, {"coco/AP": 0.60, "coco/AP_small": 0.30, "coco/AP50": 0.91, "fit/AP_small": 0.20}, {"coco/AP": 0.55, "coco/AP_small": 0.10}], n_preds, ultralytics=True),
-        write_run(root / "n_s1", "yolo", "yolov8n", 1, [{"coco/AP": 0.52}, {"coco/AP": 0.64, "coco/AP_small": 0.36, "coco/AP50": 0.95, "fit/AP_small": 0.26}, {"coco/AP": 0.61}], jitter_scores(n_preds, 1), ultralytics=True),
-    ]
-    tv = [write_run(root / "tv_s0", "tv", "fasterrcnn", 0, [{"coco/AP": 0.3}, {"coco/AP": 0.45, "coco/AP_small": 0.25}], s_preds, backbone="swin_t"),
-          write_run(root / "tv_s1", "tv", "fasterrcnn", 1, [{"coco/AP": 0.2}, {"coco/AP": 0.41, "coco/AP_small": 0.21}], jitter_scores(s_preds, 2), backbone="swin_t")]
-    return yolo_n, tv
+def report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.md"
+    folders = sorted((runs["root"] / "yolo").iterdir()) + [runs["tv"]]
+    rep = build_report(folders, out, out.with_suffix(".csv"), metric="coco/AP_small", n=50,
+                       baseline="full-s0")
+    return rep, out
 
 
-def test_best_epoch_by_chosen_metric(runs):
-    assert load_run(runs[0][0], "coco/AP").epoch == 2
-    assert load_run(runs[0][0], "coco/AP_small").epoch == 1
-    assert load_run(runs[0][0], "coco/AP", epoch="last").epoch == 3
-
-
-def test_table_groups_seeds_into_mean_std(runs, tmp_path, val50):
-    yolo_n, tv = runs
-    out = tmp_path / "r" / "report.md"
-    rep = build_report(yolo_n + tv, out, tmp_path / "r" / "report.csv", metric="coco/AP", gt=val50[0], n=100)
-    assert [len(g.runs) for g in rep["groups"]] == [2, 2]
+def test_seeds_grouped_baseline_first_val_folder_skipped(runs, report):
+    rep, out = report
+    labels = [g.label for g in rep["groups"]]
+    assert labels[0] == "full-s0, full-s1"  # --baseline's group leads
+    assert sorted(labels[1:]) == ["nomosaic-s0", "small-s0, small-s1", "tv-tiny"]
+    assert rep["notes"] == [f"skipped {runs['val']}: not a training run (no results.csv: a val or predict folder?)"]
     md = out.read_text()
-    ap = [0.60, 0.64]
-    small = [0.30, 0.36]
-    assert f"{statistics.fmean(ap):.3f} ± {statistics.stdev(ap):.3f} (2)" in md
-    assert f"{statistics.fmean(small):.3f} ± {statistics.stdev(small):.3f} (2)" in md
-    assert f"{statistics.fmean([0.20, 0.26]):.3f} ± {statistics.stdev([0.20, 0.26]):.3f} (2)" in md  # fitted ranges
-    assert "best epoch by `coco/AP`" in md
-    rows = list(csv.DictReader(open(tmp_path / "r" / "report.csv")))
-    assert rows[0]["model"] == "yolov8n" and rows[1]["backbone"] == "swin_t" and rows[0]["seeds"] == "0, 1"
-    assert float(rows[1]["coco/AP"]) == pytest.approx(statistics.fmean([0.45, 0.41]))
-    assert float(rows[1]["coco/AP std"]) == pytest.approx(statistics.stdev([0.45, 0.41]))
-    # two groups with predictions: the bootstrap verdict is in the report
-    (cmp,) = rep["comparisons"]
-    assert cmp.result is not None and cmp.result.verdict in md
-    assert len(cmp.result.a_values) == 2 and len(cmp.result.b_values) == 2
+    assert f"skipped {runs['val']}" in md
+    # mean ± std (n) of the best epoch by coco/AP_small (ties: the earliest), from results.csv
+    for group in rep["groups"]:
+        for column in ("coco/AP", "coco/AP_small"):
+            values = []
+            for r in group.runs:
+                rows = results_rows(r.folder)
+                scores = [row["coco/AP_small"] for row in rows]
+                values.append(rows[scores.index(max(scores))][column])
+            mean, std, n = group.mean_std(column)
+            assert (mean, n) == (pytest.approx(statistics.fmean(values)), len(values))
+            assert std == pytest.approx(statistics.stdev(values)) if len(values) > 1 else np.isnan(std)
+    assert "| settings |" in md and "mosaic=0.0" in md  # same model, another recipe: its own group
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert rows[0]["seeds"] == "0, 1" and rows[0]["coco/AP_small n"] == "2"
+    assert rows[0]["coco/AP_large"] == "" and MISSING in md  # -1 in results.csv: no large box, not a value
+
+
+def test_evaluation_settings_and_ground_truths_are_stated(runs, report):
+    rep, out = report
+    md = out.read_text()
+    section = md.split("## Evaluation settings and ground truth", 1)[1].split("## Is the difference real?")[0]
+    assert "conf=0.001, iou=0.7, max_det=300, imgsz=96" in section  # YOLO's validator
+    assert "score_thresh=0.001, nms_thresh=0.5, detections_per_img=300" in section  # torchvision's
+    assert "**The groups were evaluated with different settings**" in section
+    assert "val-small.json (4 images, 6 boxes" in section and "val.json (4 images, 25 boxes" in section
+    assert "**The groups were scored against different ground truths**" in section
+
+
+def test_specialist_is_rescored_on_the_val_json_it_shares_with_the_baseline(runs, report):
+    rep, _ = report
+    by_label = {c.b.label: c for c in rep["comparisons"]}
+    spec = by_label["small-s0, small-s1"]
+    info = json.loads((runs["small"][0] / "smallbox.json").read_text())
+    assert info["val"].endswith("val-small.json")  # what its own numbers are scored on
+    assert spec.scored_on.path.name == "val.json" and "val-small.json" in spec.note and "re-scored" in spec.note
+    val = runs["dataset"] / "annotations" / "val.json"
+    for side, folders in ((spec.result.a_values, runs["full"]), (spec.result.b_values, runs["small"])):
+        ref = [pycocotools_ap_small(val, json.loads((f / "predictions.json").read_text())) for f in folders]
+        assert side == pytest.approx(ref, abs=1e-9)
+
+
+def test_same_ground_truth_by_two_paths_is_compared(runs, report):
+    """The tv run names the odd dataset's own val json, the YOLO runs the copy `smallbox convert`
+    wrote: one ground truth by content."""
+    rep, _ = report
+    tv = {c.b.label: c for c in rep["comparisons"]}["tv-tiny"]
+    tv_val = json.loads((runs["tv"] / "smallbox.json").read_text())["val"]
+    assert not tv_val.endswith("annotations/val.json")
+    assert tv.result is not None and "hold the same ground truth" in tv.note
+    assert tv.result.verdict == "cannot tell: one run on side B"
+
+
+def test_never_a_win_the_interval_does_not_support(report):
+    rep, out = report
+    md = out.read_text()
+    assert len(rep["comparisons"]) == 3
+    for c in rep["comparisons"]:
+        assert c.result is not None, c.skipped
+        assert_verdict_follows_interval(c.result)
+        assert c.result.verdict in md
+    assert "Welch t over runs + paired image bootstrap" in md
     for png in ("report_ap_by_size.png", "report_pr_by_size.png"):
         img = np.asarray(Image.open(out.parent / png).convert("L"))
         assert img.shape[0] > 200 and img.std() > 10, png
         assert png in md
 
 
-def test_cli_report_single_runs_and_errors(runs, tmp_path, capsys, val50):
-    yolo_n, tv = runs
-    rc = main(["report", str(yolo_n[0]), str(tv[0]), "--out", str(tmp_path / "one.md"), "--gt", str(val50[0]), "--n", "50",
-               "--metric", "coco/AP_small"])
-    text = capsys.readouterr().out
-    assert rc == 0 and "cannot tell: one run per side" in text
-    assert main(["report", str(tmp_path / "nope")]) == 2
-    assert "nope" in capsys.readouterr().err
-    assert main(["report", str(yolo_n[0]), "--metric", "coco/APx", "--out", str(tmp_path / "x.md")]) == 2
-    err = capsys.readouterr().err
-    assert "coco/APx" in err and "results.csv" in err and not (tmp_path / "x.md").exists()
-
-
-def test_plain_ultralytics_run_uses_args_yaml_and_their_map(tmp_path):
-    """A run of the stock `yolo` CLI: no smallbox.json, no COCO columns."""
-    run = tmp_path / "train3"
-    run.mkdir()
-    (run / "args.yaml").write_text("task: detect\nmodel: /w/yolov8s.pt\ndata: coco8.yaml\nepochs: 2\nimgsz: 320\nseed: 7\n")
-    (run / "results.csv").write_text("                  epoch,  metrics/mAP50(B),  metrics/mAP50-95(B)\n"
-                                     "                      1,           0.41,            0.21\n"
-                                     "                      2,           0.52,            0.33\n")
-    r = load_run(run)
-    assert (r.info["model"], r.info["imgsz"], r.info["seed"], r.epoch) == ("yolov8s", 320, 7, 2)
-    assert r.metrics["coco/AP"] == 0.33 and r.fallback == {"coco/AP", "coco/AP50"}
-    md = build_report([run], tmp_path / "u.md")["markdown"]
-    assert "0.520†" in md and "0.330†" in md and "Ultralytics' own mAP" in md
-
-
-def test_undefined_metric_is_left_out_and_ambiguous_names_get_their_parent(tmp_path):
-    """-1 in results.csv means "no ground truth in that range" (pycocotools), not a value."""
-    a = write_run(tmp_path / "x" / "run", "tv", "fasterrcnn", 0, [{"coco/AP_large": -1.0, "coco/AP": 0.5}])
-    b = write_run(tmp_path / "y" / "run", "tv", "fasterrcnn", 1, [{"coco/AP_large": 0.4, "coco/AP": 0.6}])
-    rep = build_report([a, b], tmp_path / "r.md", significance=False)
-    (group,) = rep["groups"]
-    assert group.mean_std("coco/AP_large")[::2] == (0.4, 1)
-    assert "x/run, y/run" in rep["markdown"] and "0.400 |" in rep["markdown"]
-
-
-def test_recipe_settings_split_groups_and_show(tmp_path):
-    """Same model and size but another recipe (here mosaic) is another experiment, not a seed."""
-    def run(name, seed, mosaic):
-        folder = write_run(tmp_path / name, "yolo", "yolov8n", seed, [{"coco/AP": 0.5 + seed / 100}])
-        (folder / "args.yaml").write_text(f"model: yolov8n.yaml\nepochs: 1\nimgsz: 640\nseed: {seed}\nname: {name}\n"
-                                          f"mosaic: {mosaic}\nlr0: 0.01\n")
-        return folder
-
-    rep = build_report([run("m1_s0", 0, 1.0), run("m1_s1", 1, 1.0), run("m0_s0", 0, 0.0)], tmp_path / "r.md",
-                       significance=False)
-    assert [[r.name for r in g.runs] for g in rep["groups"]] == [["m1_s0", "m1_s1"], ["m0_s0"]]
-    md = rep["markdown"]
-    assert "| settings |" in md and "mosaic=1.0" in md and "mosaic=0.0" in md and "lr0=" not in md
-
-
-def test_ground_truth_found_through_the_converted_data_yaml(tmp_path, val50, deeppcb_predictions):
-    """YOLO runs name their data.yaml; its manifest leads to the val json, so the groups are
-    compared without --gt."""
-    ds = tmp_path / "ds"
-    (ds / "annotations").mkdir(parents=True)
-    (ds / "annotations" / "val.json").write_text(val50[0].read_text())
-    (ds / "manifest.json").write_text(json.dumps({"version": 1, "classes": [], "splits": {}}))
-    (ds / "data.yaml").write_text(f"path: {ds}\ntrain: images/train\nval: images/val\n"
-                                  "smallbox:\n  manifest: manifest.json\n  coco: {val: annotations/val.json}\n")
-    runs = []
-    for i, f in enumerate(deeppcb_predictions):
-        preds = [p for p in read_preds(f) if p["image_id"] in val50[1]]
-        runs.append(write_run(tmp_path / f"r{i}", "yolo", f"m{i}", 0, [{"coco/AP": 0.5}], preds))
-        info = json.loads((runs[-1] / "smallbox.json").read_text())
-        (runs[-1] / "smallbox.json").write_text(json.dumps({**info, "data": str(ds / "data.yaml")}))
-    rep = build_report(runs, tmp_path / "r.md", n=20)
+def test_older_run_with_relative_paths_and_no_val(runs, tmp_path, monkeypatch):
+    """smallbox.json of older runs: no `val`, a relative `data`, read from another folder. Rewritten
+    here as an older trainer wrote it; the ground truth is found from the run folder: the full val
+    json for data.yaml, the per-area one for data-small.yaml."""
+    project = tmp_path / "project"
+    shutil.copytree(runs["dataset"], project / "data", symlinks=True)
+    for name, source, yaml_name in (("old-full", runs["full"][0], "data.yaml"), ("old-small", runs["small"][0], "data-small.yaml")):
+        folder = project / "runs" / name
+        shutil.copytree(source, folder)
+        info = json.loads((folder / "smallbox.json").read_text())
+        info.update(val=None, data=f"../../data/{yaml_name}")
+        (folder / "smallbox.json").write_text(json.dumps(info))
+        for yaml_path in (project / "data").glob("data*.yaml"):  # the copied dataset's own path
+            yaml_path.write_text(yaml_path.read_text().replace(str(runs["dataset"]), str(project / "data")))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rep = build_report([project / "runs" / "old-full", project / "runs" / "old-small"], tmp_path / "r.md",
+                       metric="coco/AP_small", n=20)
     (cmp,) = rep["comparisons"]
-    assert cmp.result is not None and cmp.result.verdict == "cannot tell: one run per side"
+    assert cmp.scored_on.path == project / "data" / "annotations" / "val.json"
+    assert "val-small.json" in cmp.note and cmp.result is not None
+
+
+def test_plain_ultralytics_run_uses_args_yaml_and_their_map(runs, tmp_path):
+    """A run of the stock `yolo` CLI: no smallbox.json, no COCO columns; Ultralytics' own mAP
+    stands in, marked."""
+    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false", HF_HUB_OFFLINE="1")
+    yolo = os.path.join(os.path.dirname(sys.executable), "yolo")
+    proc = subprocess.run([yolo, "train", f"model={TINY_MODEL}", f"data={runs['dataset'] / 'data.yaml'}", *TRAIN, "seed=7",
+                           f"project={tmp_path}", "name=plain"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_run(tmp_path / "plain")
+    assert not (tmp_path / "plain" / "smallbox.json").exists()
+    assert (r.info["model"], r.info["imgsz"], r.info["seed"]) == ("yolo-tiny", 96, 7)
+    assert r.fallback == {"coco/AP", "coco/AP50"}
+    md = build_report([tmp_path / "plain"], tmp_path / "u.md")["markdown"]
+    assert "†" in md and "Ultralytics' own mAP" in md and "not recorded" in md
+
+
+def test_cli_report_and_bad_input(runs, tmp_path, capsys):
+    yolo = sorted(str(p) for p in (runs["root"] / "yolo").iterdir())
+    rc = main(["report", *yolo, "--out", str(tmp_path / "r.md"), "--n", "20", "--no-significance"])
+    text = capsys.readouterr().out
+    assert rc == 0 and f"skipped {runs['val']}" in text and "wrote" in text
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert "nope: no such run folder" in capsys.readouterr().err
+    assert main(["report", str(runs["val"]), "--out", str(tmp_path / "v.md")]) == 2
+    assert "no training run folder" in capsys.readouterr().err
+    assert main(["report", *yolo, "--metric", "coco/APx", "--out", str(tmp_path / "x.md")]) == 2
+    err = capsys.readouterr().err
+    assert "coco/APx" in err and "results.csv" in err and "Traceback" not in err and not (tmp_path / "x.md").exists()
+    assert main(["report", *yolo, "--baseline", "nosuchrun", "--out", str(tmp_path / "b.md")]) == 2
+    assert "--baseline nosuchrun: no such run" in capsys.readouterr().err
+    assert main(["report", *yolo, "--ledger", str(tmp_path)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["report"]) == 2
+    assert "run folders" in capsys.readouterr().err

@@ -1,10 +1,14 @@
-"""One table over training runs (YOLO and torchvision alike), seeds grouped into mean ± std.
+"""One table over training runs (YOLO and torchvision alike), seeds grouped into mean ± std, each
+group tested against a baseline group with the calibrated test (:mod:`.significance`).
 
-A run folder holds ``results.csv`` (one row per epoch; metric columns ``coco/AP``,
-``coco/AP50``, ``coco/AP_small`` ..., and ``X/AP_small`` ... per extra bucket set ``X``) and
-``smallbox.json`` (``path, model, backbone, imgsz, epochs, seed, data, buckets, predictions``).
-For a plain Ultralytics run, ``args.yaml`` fills what ``smallbox.json`` lacks and Ultralytics'
-own ``metrics/mAP50(B)`` / ``metrics/mAP50-95(B)`` stand in for COCO's numbers (marked).
+A run folder (:mod:`smallbox.runfolder`) holds ``results.csv`` (one row per epoch; metric columns
+``coco/AP``, ``coco/AP50``, ``coco/AP_small`` ..., and ``X/AP_small`` ... per extra bucket set
+``X``) and ``smallbox.json`` (``path, model, backbone, imgsz, epochs, seed, data, val, buckets,
+predictions, evaluation``). For a plain Ultralytics run, ``args.yaml`` fills what
+``smallbox.json`` lacks and Ultralytics' own ``metrics/mAP50(B)`` / ``metrics/mAP50-95(B)`` stand
+in for COCO's numbers (marked). Folders that are not training runs (an Ultralytics ``val`` or
+``predict`` folder beside the runs) are skipped with a note. The report states each group's
+evaluation settings and ground truth (:mod:`.groundtruth`: compared by content, not by path).
 """
 
 from __future__ import annotations
@@ -21,9 +25,13 @@ import yaml
 
 from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
 from ..errors import SmallboxError
-from ..runfolder import MISSING, RESULTS_CSV, read_run_info
+from ..runfolder import MISSING, RESULTS_CSV, RUN_INFO, ULTRALYTICS_ARGS, is_run_folder, read_run_info
+from .groundtruth import GroundTruth, GroundTruths, run_ground_truth, shared_ground_truth
+from .significance import SignificanceResult, compare_runs
 
 CONFIG_KEYS = ("path", "model", "backbone", "imgsz", "epochs", "data")
+# shown in the table's own columns, or (val: the ground truth) in the evaluation section
+SHOWN_ELSEWHERE = ("path", "model", "backbone", "imgsz", "epochs", "val")
 ULTRALYTICS_FALLBACK = {"coco/AP50": "metrics/mAP50(B)", "coco/AP": "metrics/mAP50-95(B)"}
 
 
@@ -150,7 +158,7 @@ def read_settings(folder: Path, info: dict) -> dict[str, str]:
             except yaml.YAMLError as e:
                 raise SmallboxError(f"{path}: not valid yaml ({e})") from None
     flat.update(_flatten(info))
-    return {k: v for k, v in flat.items() if k.rsplit(".", 1)[-1] not in VOLATILE}
+    return {k: v for k, v in flat.items() if not {k.split(".", 1)[0], k.rsplit(".", 1)[-1]} & VOLATILE}
 
 
 def _flatten(d, prefix: str = "") -> dict[str, str]:
@@ -162,7 +170,7 @@ def _flatten(d, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def differing_settings(groups: list["Group"], shown=CONFIG_KEYS) -> dict[int, list[str]]:
+def differing_settings(groups: list["Group"], shown=SHOWN_ELSEWHERE) -> dict[int, list[str]]:
     """``{group index: keys}``: settings every group of the same path has but with different
     values, other than the table's own columns (YOLO and torchvision settings do not compare)."""
     out = {}
@@ -231,13 +239,18 @@ def table_rows(groups: list[Group], columns: list[str]) -> tuple[list[str], list
     rows = []
     for i, g in enumerate(groups):
         keys = differ[i]
-        settings = [f"{k}={g.runs[0].settings[k]}" for k in keys[:MAX_SETTINGS]]
+        settings = [f"{k}={_short_value(g.runs[0].settings[k])}" for k in keys[:MAX_SETTINGS]]
         if len(keys) > MAX_SETTINGS:
             settings.append(f"+{len(keys) - MAX_SETTINGS} more")
         rows.append([g.label] + [_display(g.info, k) for k in ("path", "model", "backbone", "imgsz", "epochs")]
                     + ([", ".join(settings) or MISSING] if any_differ else [])
                     + [_seeds(g), ", ".join(str(r.epoch) for r in g.runs)] + [format_cell(g, c) for c in columns])
     return header, rows
+
+
+def _short_value(value: str) -> str:
+    """A file path by its name (data=data-small.yaml), anything else as it is."""
+    return Path(value).name if "/" in value and " " not in value else value
 
 
 def _display(info: dict, key: str) -> str:
@@ -276,10 +289,31 @@ def csv_text(groups: list[Group], columns: list[str]) -> str:
     return out.getvalue()
 
 
+def select_run_folders(paths) -> tuple[list[Path], list[str]]:
+    """The training run folders among ``paths`` (e.g. ``runs/yolo/*``), and a note for each
+    other path: an Ultralytics ``val`` or ``predict`` folder, a file, a run without results."""
+    folders, notes = [], []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise SmallboxError(f"{p}: no such run folder")
+        if is_run_folder(p):
+            folders.append(p)
+        elif p.is_dir() and not (p / RESULTS_CSV).is_file():
+            notes.append(f"skipped {p}: not a training run (no {RESULTS_CSV}: a val or predict folder?)")
+        elif p.is_dir():
+            notes.append(f"skipped {p}: not a training run (neither {RUN_INFO} nor {ULTRALYTICS_ARGS} beside {RESULTS_CSV})")
+        else:
+            notes.append(f"skipped {p}: a file, not a run folder")
+    if not folders:
+        raise SmallboxError(f"no training run folder among {', '.join(map(str, paths))} (a run folder holds {RESULTS_CSV} "
+                            f"and {RUN_INFO} or {ULTRALYTICS_ARGS})")
+    return folders, notes
+
+
 def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeBuckets] | None:
     """``coco/AP_small`` -> ``("AP_small", COCO buckets)``; ``fit/AP_small`` -> the run's own
     ``fit`` thresholds (from ``smallbox.json``, else fitted on ``gt_areas``); None for a column
-    the bootstrap does not compute."""
+    the test does not compute."""
     from ..evaluate.matching import METRICS
 
     prefix, _, name = column.partition("/")
@@ -293,102 +327,126 @@ def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeB
     return (name, SizeBuckets.fit(gt_areas)) if prefix == "fit" else None
 
 
-def find_gt(group: Group) -> Path | None:
-    """The val ground truth of a group's runs: ``smallbox.json``'s ``val`` or ``data`` (a COCO
-    json, or a converted dataset's data.yaml, whose manifest names its val json)."""
-    from ..datasets.manifest import load_manifest
-
-    for r in group.runs:
-        data = r.info.get("val") or r.info.get("data")
-        if not data:
-            continue
-        path = Path(data) if Path(data).is_absolute() or not (r.folder / data).exists() else r.folder / data
-        if path.suffix in (".json", ".gz") and path.is_file():
-            return path
-        if path.suffix in (".yaml", ".yml") and path.is_file():
-            try:
-                coco = load_manifest(path).coco
-            except SmallboxError:
-                continue
-            if "val" in coco and Path(coco["val"]).is_file():
-                return Path(coco["val"])
-    return None
+def pick_baseline(groups: list[Group], name: str | None) -> int:
+    """Index of the group holding the run ``name`` (its folder's name or path); the first without."""
+    if not name:
+        return 0
+    for i, g in enumerate(groups):
+        for r in g.runs:
+            if name in (r.name, r.folder.name, str(r.folder)) or Path(name).absolute() == r.folder.absolute():
+                return i
+    raise SmallboxError(f"--baseline {name}: no such run (runs: {', '.join(r.name for g in groups for r in g.runs)})")
 
 
-class _GroundTruths:
-    """Each group's val ground truth (``--gt`` for all when given), each file loaded once."""
-
-    def __init__(self, override=None):
-        self.override = Path(override) if override else None
-        self.loaded = {}
-
-    def path(self, group: Group) -> Path | None:
-        return self.override or find_gt(group)
-
-    def load(self, path: Path):
-        from ..datasets.coco import load_coco
-
-        key = path.resolve()
-        if key not in self.loaded:
-            self.loaded[key] = load_coco(path, check_files=False)
-        return self.loaded[key]
+def evaluation_text(info: dict) -> str:
+    """The settings behind a run's predictions (``smallbox.json`` ``evaluation``), one line."""
+    ev = info.get("evaluation")
+    if not ev:
+        return "not recorded (an older or plain Ultralytics run)"
+    return ", ".join(f"{k}={v}" for k, v in ev.items())
 
 
 @dataclass
 class Comparison:
-    """A significance test of group ``b`` against the baseline group ``a`` (or why none ran)."""
+    """The calibrated test of group ``b`` against the baseline ``a``, or why none ran.
+
+    Attributes:
+        scored_on: the ground truth both were scored on; ``note``: how it was chosen.
+    """
 
     a: Group
     b: Group
-    result: object = None  # significance.BootstrapResult
+    result: SignificanceResult | None = None
     skipped: str = ""
+    scored_on: GroundTruth | None = None
+    note: str = ""
 
 
-def compare_groups(groups: list[Group], column: str, gts: _GroundTruths, n: int = 1000, seed: int = 0) -> list[Comparison]:
-    """Each group against the first, by the two-level bootstrap, where both have predictions
-    on the same val ground truth."""
-    from .significance import bootstrap_difference
-
-    comparisons = [Comparison(groups[0], g) for g in groups[1:]]
+def compare_groups(groups: list[Group], column: str, gt_of, baseline: int = 0, n: int = 1000, seed: int = 0,
+                   level: float = 0.95, df: str = "auto") -> list[Comparison]:
+    """Each group against the baseline by the calibrated test on ``column``, on a ground truth
+    both can be scored on (``gt_of(group)`` -> :class:`GroundTruth` or None)."""
+    comparisons = [Comparison(groups[baseline], g) for i, g in enumerate(groups) if i != baseline]
     for c in comparisons:
-        path_a, path_b = gts.path(c.a), gts.path(c.b)
+        gt_a, gt_b = gt_of(c.a), gt_of(c.b)
         missing = [r.name for r in c.a.runs + c.b.runs if r.predictions is None]
-        if path_a is None or path_b is None:
+        if gt_a is None or gt_b is None:
             c.skipped = "no val ground truth found (pass --gt)"
-        elif path_a.resolve() != path_b.resolve():
-            c.skipped = f"different val sets ({path_a} vs {path_b})"
-        elif missing:
+            continue
+        if missing:
             c.skipped = f"no predictions file in {', '.join(missing)}"
-        else:
-            gt = gts.load(path_a)
-            spec = significance_metric(column, c.a, gt.areas())
-            if spec is None:
-                c.skipped = f"{column} is not a COCO AP the bootstrap computes"
-                continue
-            metric, buckets = spec
-            c.result = bootstrap_difference(gt, [r.predictions for r in c.a.runs], [r.predictions for r in c.b.runs],
-                                            metric=metric, buckets=buckets, n=n, seed=seed)
+            continue
+        c.scored_on, c.note = shared_ground_truth(gt_a, gt_b)
+        if c.scored_on is None:
+            c.skipped = c.note
+            continue
+        spec = significance_metric(column, c.a, c.scored_on.dataset.areas())
+        if spec is None:
+            c.skipped = f"{column} is not a COCO AP the test computes"
+            continue
+        try:
+            c.result = compare_runs(c.scored_on.dataset, [r.predictions for r in c.a.runs],
+                                    [r.predictions for r in c.b.runs], metric=spec[0], buckets=spec[1], n=n,
+                                    seed=seed, level=level, df=df, progress=False)
+        except SmallboxError as e:
+            c.skipped = str(e)
     return comparisons
 
 
-def significance_markdown(comparisons: list[Comparison], column: str) -> str:
-    header = ["A (baseline)", "B", f"B − A ({column})", "95% interval", "verdict"]
-    rows = []
+def significance_markdown(comparisons: list[Comparison], column: str, level: float) -> str:
+    pct = f"{level * 100:g}%"
+    header = ["A (baseline)", "B", f"B − A ({column})", f"{pct} interval", "p", "verdict"]
+    rows, notes = [], []
     for c in comparisons:
         if c.result is None:
-            rows.append([c.a.label, c.b.label, MISSING, MISSING, f"not tested: {c.skipped}"])
+            rows.append([c.a.label, c.b.label, MISSING, MISSING, MISSING, f"not tested: {c.skipped}"])
             continue
         r = c.result
-        scope = "" if r.runs_resampled else " (images only)"
-        rows.append([c.a.label, c.b.label, f"{r.difference:+.4f}", f"[{r.interval[0]:+.4f}, {r.interval[1]:+.4f}]{scope}", r.verdict])
-    note = ("Two-level paired bootstrap: each resample draws the test images with replacement (the same draw "
-            "for A and B) and, per side, the runs (seeds) with replacement. With one run on a side the interval "
-            "covers the test images only and ignores training noise, so it cannot establish a win. Computed from "
-            "each run's predictions file (the final model on the val split), not from the table's epoch.")
-    return markdown_table(header, rows) + "\n\n" + note
+        extra = []
+        if c.note:
+            notes.append(f"{c.b.label}: {c.note}.")
+            extra.append(f"on {c.scored_on.path.name}")
+        if evaluation_text(c.a.info) != evaluation_text(c.b.info):
+            extra.append("evaluated with different settings")
+        scope = "" if r.runs_counted else " (test images only)"
+        p = MISSING if r.p_value is None else f"{r.p_value:.3g}"
+        rows.append([c.a.label, c.b.label, f"{r.difference:+.4f}", f"[{r.interval[0]:+.4f}, {r.interval[1]:+.4f}]{scope}",
+                     p, r.verdict + (f" ({'; '.join(extra)})" if extra else "")])
+    methods = sorted({c.result.method for c in comparisons if c.result is not None and c.result.runs_counted})
+    text = [markdown_table(header, rows), "",
+            "Method: " + ("; ".join(methods) or "none could run (2+ runs per side are needed)") + ". The interval is "
+            "D ± t·se, D the difference of the groups' means over seeds; se counts the seed spread of each side "
+            "(s²/n) and the test images (paired image bootstrap, less the run x image part the seed spread already "
+            "holds); df: Welch's over the run terms with equal run counts, else Hsu's min(n)-1, times the total over "
+            "the run variance. \"B better\" only when the "
+            "whole interval is above 0. With one run on a side the seed spread is unknown: the interval covers the "
+            "test images only and the verdict is \"cannot tell\". Computed from each run's predictions file (the "
+            "final model on the val split), not from the table's epoch (docs/analysis.md)."]
+    return "\n".join(text + ([""] + [f"- {note}" for note in notes] if notes else []))
 
 
-def pr_curves(groups: list[Group], gts: _GroundTruths) -> dict:
+def settings_markdown(groups: list[Group], gt_of) -> str:
+    """Each group's evaluation settings and ground truth; what differs said plainly."""
+    rows, settings, keys = [], set(), set()
+    for g in groups:
+        gt = gt_of(g)
+        settings.add(evaluation_text(g.info))
+        keys.add(gt.key if gt else None)
+        rows.append([g.label, str(g.info.get("path", MISSING)), gt.describe() if gt else "not found",
+                     evaluation_text(g.info)])
+    parts = [markdown_table(["runs", "path", "scored against (val ground truth)", "evaluation settings"], rows)]
+    if len(settings) > 1:
+        parts.append("\n**The groups were evaluated with different settings** (above): AP depends on them (a higher "
+                     "confidence threshold or fewer detections per image lower it), so part of a difference between "
+                     "such groups may come from the settings, not the models.")
+    if len(keys) > 1:
+        parts.append("\n**The groups were scored against different ground truths** (#: content hash of images, boxes "
+                     "and categories): their numbers in the table do not compare. The test below re-scores a pair on a "
+                     "ground truth both can be scored on, or says why it cannot.")
+    return "\n".join(parts)
+
+
+def pr_curves(groups: list[Group], gt_of) -> dict:
     """``{run name: {(set, bucket): precision [101]}}`` for every run with predictions and a
     known val ground truth."""
     from .plots import pr_curves_by_size
@@ -396,54 +454,72 @@ def pr_curves(groups: list[Group], gts: _GroundTruths) -> dict:
 
     curves = {}
     for g in groups:
-        path = gts.path(g)
-        if path is None:
+        gt = gt_of(g)
+        if gt is None:
             continue
-        gt = gts.load(path)
-        ids, cats = [im["id"] for im in gt.images], gt.category_ids
+        ids, cats = [im["id"] for im in gt.dataset.images], gt.dataset.category_ids
         sets = [SizeBuckets.coco()] + [SizeBuckets.from_dict(d) for d in g.info.get("buckets") or [] if d.get("name") != "coco"]
         for r in g.runs:
             if r.predictions is not None:
-                curves[r.name] = pr_curves_by_size(gt, load_predictions(r.predictions, ids, cats), sets)
+                curves[r.name] = pr_curves_by_size(gt.dataset, load_predictions(r.predictions, ids, cats), sets)
     return curves
 
 
 def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch: str = "best", gt=None,
-                 n: int = 1000, seed: int = 0, significance: bool = True) -> dict:
+                 n: int = 1000, seed: int = 0, significance: bool = True, baseline: str | None = None,
+                 level: float = 0.95, df: str = "auto") -> dict:
     """Write the markdown report (and CSV, and PNG plots beside the markdown).
 
-    Returns ``{"markdown": text, "csv": text, "groups": [Group], "comparisons": [...], "files": [paths]}``.
+    Returns ``{"markdown", "csv", "groups", "comparisons", "files", "notes"}``; ``notes`` name the
+    paths that were not training runs.
     """
     from .plots import plot_ap_by_size, plot_pr_curves
     from ..fileio import write_text_atomic
 
-    runs = [load_run(d, metric, epoch) for d in run_dirs]
+    folders, notes = select_run_folders(run_dirs)
+    runs = [load_run(d, metric, epoch) for d in folders]
     names = [r.name for r in runs]
     for r in runs:
         if names.count(r.folder.name) > 1:
             r.name = f"{r.folder.parent.name}/{r.folder.name}"
     groups = group_runs(runs)
+    base = pick_baseline(groups, baseline)
+    groups.insert(0, groups.pop(base))
     columns = metric_columns(runs)
     header, rows = table_rows(groups, columns)
-    gts = _GroundTruths(gt)
+    gts = GroundTruths()
+    override = gts.load(gt) if gt else None
+    found = {}
+
+    def gt_of(group: Group) -> GroundTruth | None:
+        if override is not None:
+            return override
+        if id(group) not in found:
+            paths = [p for p in (run_ground_truth(r.folder, r.info) for r in group.runs) if p is not None]
+            found[id(group)] = gts.load(paths[0]) if paths else None
+        return found[id(group)]
+
     out_md = Path(out_md)
     stem = out_md.with_suffix("")
     chosen = "last epoch" if epoch == "last" else f"best epoch by `{metric}`"
     parts = ["# smallbox report", "",
              f"Metrics of each run's {chosen} (column *epoch*). Runs that differ only by seed are grouped: "
-             "mean ± std (n runs), std over seeds.", "", markdown_table(header, rows)]
+             "mean ± std (n runs), std over seeds. The first row is the baseline.", "", markdown_table(header, rows)]
     if any(r.fallback for r in runs):
         parts += ["", "† Ultralytics' own mAP (the run's results.csv has no COCO columns): not COCO's evaluator."]
+    if notes:
+        parts += [""] + [f"- {note}" for note in notes]
+    parts += ["", "## Evaluation settings and ground truth", "", settings_markdown(groups, gt_of)]
     comparisons = []
     if significance and len(groups) > 1:
-        comparisons = compare_groups(groups, metric, gts, n=n, seed=seed)
-        parts += ["", f"## Is the difference real? ({metric}, {n} resamples, seed {seed})", "",
-                  significance_markdown(comparisons, metric)]
+        comparisons = compare_groups(groups, metric, gt_of, 0, n=n, seed=seed, level=level, df=df)
+        parts += ["", f"## Is the difference real? ({metric}, each group against the baseline, {n} paired image "
+                  f"resamples, seed {seed})", "", significance_markdown(comparisons, metric, level)]
     files = []
     bars = {f"{_display(g.info, 'model')}: {g.label}": {c: g.mean_std(c)[:2] for c in columns if "/AP_" in c} for g in groups}
     files.append(plot_ap_by_size(bars, f"{stem}_ap_by_size.png"))
     parts += ["", "## Plots", "", f"![AP by size bucket]({files[-1].name})"]
-    curves = pr_curves(groups, gts)
+    curves = pr_curves(groups, gt_of)
     if curves:
         files.append(plot_pr_curves(curves, f"{stem}_pr_by_size.png"))
         parts += ["", f"![precision-recall by size bucket]({files[-1].name})"]
@@ -452,4 +528,5 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
     files.append(write_text_atomic(markdown, out_md))
     if out_csv:
         files.append(write_text_atomic(csv_out, out_csv))
-    return {"markdown": markdown, "csv": csv_out, "groups": groups, "comparisons": comparisons, "files": files}
+    return {"markdown": markdown, "csv": csv_out, "groups": groups, "comparisons": comparisons, "files": files,
+            "notes": notes}

@@ -1,26 +1,60 @@
-"""``smallbox report RUN_DIR [RUN_DIR ...]``: one table over training runs, seeds grouped."""
+"""``smallbox report RUN_DIR [RUN_DIR ...]``: one table over training runs, seeds grouped, each
+group tested against a baseline; ``smallbox report --ledger DIR``: the same for an experiment
+ledger, one row per arm (docs/results.md)."""
 
 from __future__ import annotations
 
-from ..analysis.report import build_report
+from ..analysis.significance import DF_RULES
+from ..errors import SmallboxError
+from .options import number, output_file
 
 
 def add_arguments(p):
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="training run folders (results.csv + smallbox.json or args.yaml)")
-    p.add_argument("--out", default="report.md", help="markdown report; PNG plots are written beside it (default report.md)")
-    p.add_argument("--csv", metavar="CSV", help="also write the table as CSV")
-    p.add_argument("--metric", default="coco/AP",
-                   help="results.csv column that picks each run's best epoch and that groups are tested on (default coco/AP)")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="training run folders (results.csv + smallbox.json or args.yaml); other folders (an Ultralytics "
+                        "val or predict folder) are skipped with a note")
+    p.add_argument("--ledger", metavar="DIR", help="report an experiment ledger (smallbox experiments run) instead of run folders")
+    p.add_argument("--out", default="report.md", type=output_file,
+                   help="markdown report; PNG plots are written beside it")
+    p.add_argument("--csv", metavar="CSV", type=output_file, help="also write the table as CSV")
+    p.add_argument("--metric",
+                   help="metric the groups are tested on (and, for run folders, the results.csv column that picks each "
+                        "run's best epoch); default coco/AP for run folders, coco/AP_small for --ledger")
+    p.add_argument("--baseline", metavar="NAME",
+                   help="the group every other is tested against: a run folder's name (default: the first run's group), "
+                        "or with --ledger an arm (default: the matrix's baseline:)")
+    p.add_argument("--matrix", metavar="YAML", help="with --ledger: the matrix file whose baseline: to use "
+                                                    "(default: experiments/<matrix name>.yaml beside the ledger, if there)")
     p.add_argument("--last", action="store_true", help="use each run's last epoch instead of its best")
-    p.add_argument("--gt", help="ground-truth COCO json of the val split (default: found through the runs' data)")
-    p.add_argument("--n", type=int, default=1000, help="bootstrap resamples when groups are compared (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
-    p.add_argument("--no-significance", action="store_true", help="do not test the groups against the first one")
+    p.add_argument("--gt", help="ground-truth COCO json of the val split for every run (default: each run's smallbox.json val)")
+    p.add_argument("--n", type=number(int, 10), default=1000, help="paired image resamples of the test")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the resampling")
+    p.add_argument("--level", type=number(float, 0, 1, low_open=True), default=0.95, help="confidence level of the intervals")
+    p.add_argument("--df", default="auto", choices=DF_RULES, help="degrees of freedom of the test (see smallbox significance)")
+    p.add_argument("--no-significance", action="store_true", help="do not test the groups against the baseline")
 
 
 def run(args) -> int:
-    report = build_report(args.runs, args.out, args.csv, metric=args.metric, epoch="last" if args.last else "best",
-                          gt=args.gt, n=args.n, seed=args.seed, significance=not args.no_significance)
+    if args.ledger and args.runs:
+        raise SmallboxError("give run folders or --ledger DIR, not both")
+    if args.ledger:
+        from ..analysis.ledger_report import build_ledger_report
+
+        if args.gt or args.last:
+            raise SmallboxError("--gt and --last are for run folders: a ledger entry records its ground truth and its model")
+        report = build_ledger_report(args.ledger, args.out, args.csv, metric=args.metric or "coco/AP_small",
+                                     baseline=args.baseline, matrix=args.matrix, n=args.n, seed=args.seed,
+                                     level=args.level, df=args.df, significance=not args.no_significance)
+    else:
+        from ..analysis.report import build_report
+
+        if not args.runs:
+            raise SmallboxError("give training run folders (e.g. runs/yolo/*) or --ledger DIR")
+        if args.matrix:
+            raise SmallboxError("--matrix is for --ledger")
+        report = build_report(args.runs, args.out, args.csv, metric=args.metric or "coco/AP",
+                              epoch="last" if args.last else "best", gt=args.gt, n=args.n, seed=args.seed,
+                              significance=not args.no_significance, baseline=args.baseline, level=args.level, df=args.df)
     print(report["markdown"])
     for f in report["files"]:
         print(f"wrote {f}")

@@ -1,0 +1,345 @@
+"""``smallbox report --ledger DIR``: an experiment ledger (:mod:`smallbox.experiments.ledger`) as
+one page, e.g. docs/results.md.
+
+Per matrix and scale (entries trained at GPU scale and at CPU scale are never pooled): one row per
+arm (mean ± std over its seeds of the ``predict`` + ``smallbox eval`` metrics each entry records,
+and a row for a specialist's WBF fusion with its partner), the calibrated test of each row
+against the matrix's baseline arm on the entries' predictions, the evaluation settings, an
+AP-by-size plot (PNG beside the markdown) and a headline line: the best arm on AP_small against
+the baseline, with its verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
+from ..errors import SmallboxError
+from ..experiments.ledger import FUSED, Entry, read_entries
+from ..runfolder import MISSING
+from .groundtruth import GroundTruths, shared_ground_truth
+from .report import markdown_table
+from .significance import B_BETTER, SignificanceResult, compare_runs
+
+HEADLINE_METRIC = "coco/AP_small"
+
+
+@dataclass
+class ArmRow:
+    """The seeds of one arm in one matrix at one scale (or the WBF fusion of a specialist arm)."""
+
+    name: str
+    entries: list[Entry]
+    fused_with: str | None = None
+    result: SignificanceResult | None = field(default=None, repr=False)
+    skipped: str = ""
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} + WBF with {self.fused_with}" if self.fused_with else self.name
+
+    def metrics(self, entry: Entry) -> dict:
+        return entry.data["fused"] if self.fused_with else entry.data["metrics"]
+
+    def predictions(self) -> list[Path]:
+        return [e.folder / FUSED if self.fused_with else e.predictions for e in self.entries]
+
+    def values(self, column: str) -> list[float]:
+        """``coco/AP_small``, ``AP``, ``fit/AP_small``: per seed, leaving out -1 (no ground truth)."""
+        prefix, _, name = column.rpartition("/")
+        out = []
+        for e in self.entries:
+            m = self.metrics(e)
+            v = m.get(name) if prefix in ("", "coco") else (m.get("buckets", {}).get(prefix) or {}).get(name)
+            if isinstance(v, (int, float)) and v >= 0:
+                out.append(float(v))
+        return out
+
+    def mean_std(self, column: str) -> tuple[float, float, int]:
+        v = self.values(column)
+        if not v:
+            return math.nan, math.nan, 0
+        return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else math.nan), len(v)
+
+    def cell(self, column: str) -> str:
+        mean, std, n = self.mean_std(column)
+        return MISSING if n == 0 else f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f} ({n})"
+
+    def evaluation(self) -> str:
+        settings = self.entries[0].data.get("settings") or {}
+        ev = dict(settings.get("evaluation") or {})
+        imgsz = (settings.get("args") or {}).get("imgsz")
+        if imgsz is not None:
+            ev["imgsz"] = imgsz
+        return ", ".join(f"{k}={v}" for k, v in ev.items()) or "not recorded"
+
+
+@dataclass
+class Section:
+    """The entries of one matrix at one scale."""
+
+    matrix: str
+    scale: str
+    rows: list[ArmRow]
+    baseline: str
+    baseline_source: str
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [e for r in self.rows if not r.fused_with for e in r.entries]
+
+    @property
+    def key(self) -> str:
+        return f"{self.matrix}_{self.scale}"
+
+
+def bucket_sets(section: Section) -> list[str]:
+    """``coco`` and the other bucket sets the entries were scored with (``fit``)."""
+    names = {n for e in section.entries for n in (e.data["metrics"].get("buckets") or {})}
+    return ["coco"] + sorted(names - {"coco"})
+
+
+def sections_of(entries: list[Entry], baseline: str | None, matrix_file) -> list[Section]:
+    """Entries grouped by (matrix, scale), arms in the matrix file's order, the baseline first."""
+    out = []
+    for matrix, scale in sorted({(e.data.get("matrix", MISSING), e.data.get("scale", MISSING)) for e in entries}):
+        mine = [e for e in entries if (e.data.get("matrix", MISSING), e.data.get("scale", MISSING)) == (matrix, scale)]
+        arms = sorted({e.arm for e in mine})
+        base, source, order = _baseline(matrix, arms, mine, baseline, matrix_file)
+        arms.sort(key=lambda a: (a != base, order.index(a) if a in order else len(order), a))
+        rows = []
+        for arm in arms:
+            seeds = sorted((e for e in mine if e.arm == arm), key=lambda e: e.seed)
+            rows.append(ArmRow(arm, seeds))
+            fused = [e for e in seeds if e.data.get("fused") and (e.folder / FUSED).is_file()]
+            if fused:
+                rows.append(ArmRow(arm, fused, fused_with=fused[0].data["fused"].get("with", "?")))
+        out.append(Section(matrix, scale, rows, base, source))
+    return out
+
+
+def _baseline(matrix: str, arms: list[str], entries: list[Entry], name, matrix_file) -> tuple[str, str, list[str]]:
+    """The baseline arm, where that came from, and the arm order of the matrix file (if found)."""
+    from ..experiments.matrix import load_matrix
+
+    candidates = [Path(matrix_file)] if matrix_file else \
+        [entries[0].folder.parents[2].parent / f"{matrix}.yaml", Path("experiments") / f"{matrix}.yaml"]
+    found = next((p for p in candidates if p.is_file()), None)
+    spec = load_matrix(found) if found else None
+    if spec is not None and spec.name != matrix:
+        if matrix_file:
+            raise SmallboxError(f"--matrix {matrix_file}: it is matrix {spec.name!r}, the ledger's entries are {matrix!r}")
+        spec = None
+    order = list(spec.arms) if spec else []
+    if name:
+        source = "--baseline"
+    elif spec:
+        name, source = spec.baseline, f"baseline: of {os.path.normpath(found)}"
+    elif "baseline" in arms:
+        name, source = "baseline", "the arm named baseline (no matrix file found)"
+    else:
+        raise SmallboxError(f"ledger matrix {matrix!r}: which arm is the baseline? No matrix file found "
+                            f"({', '.join(map(str, candidates))}): pass --baseline ARM or --matrix FILE")
+    if name not in arms:
+        raise SmallboxError(f"baseline {name!r} ({source}) has no entry in the ledger of {matrix!r} (arms: {', '.join(arms)})")
+    return name, source, order
+
+
+def test_rows(section: Section, column: str, gts: GroundTruths, n: int, seed: int, level: float, df: str) -> None:
+    """The calibrated test of every row against the baseline arm, on their recorded ground truth."""
+    base = section.rows[0]
+    prefix, _, metric = column.rpartition("/")
+    for row in section.rows[1:]:
+        paths = {Path(e.data["val"]) for e in base.entries + row.entries if e.data.get("val")}
+        missing = [p for p in paths if not p.is_file()]
+        if not paths or missing:
+            row.skipped = f"ground truth not found: {', '.join(map(str, missing)) or 'no val recorded'}"
+            continue
+        loaded = [gts.load(p) for p in sorted(paths)]
+        gt, note = loaded[0], ""
+        for other in loaded[1:]:
+            gt, note = shared_ground_truth(gt, other)
+            if gt is None:
+                break
+        if gt is None:
+            row.skipped = note
+            continue
+        buckets = _buckets(base, prefix)
+        if buckets is None:
+            row.skipped = f"{column}: the entries record no {prefix!r} size buckets"
+            continue
+        if row.fused_with:
+            row.note = (f"the fusion uses the {row.fused_with} run of the same seed, so the two sides are not "
+                        "independent; the test treats them as independent (conservative for a positive correlation)")
+        try:
+            row.result = compare_runs(gt.dataset, base.predictions(), row.predictions(), metric=metric, buckets=buckets,
+                                      n=n, seed=seed, level=level, df=df, progress=False)
+        except SmallboxError as e:
+            row.skipped = str(e)
+
+
+def _buckets(row: ArmRow, prefix: str) -> SizeBuckets | None:
+    if prefix in ("", "coco"):
+        return SizeBuckets.coco()
+    recorded = (row.entries[0].data["metrics"].get("buckets") or {}).get(prefix)
+    return SizeBuckets.from_dict({"name": prefix, "thresholds": recorded["thresholds"]}) \
+        if recorded and "thresholds" in recorded else None
+
+
+def headline(section: Section, level: float, result_of) -> str:
+    """The line a README can quote: the best arm on AP_small against the baseline, with its verdict."""
+    base, others = section.rows[0], [r for r in section.rows[1:] if r.mean_std(HEADLINE_METRIC)[2]]
+    b_mean, b_std, b_n = base.mean_std(HEADLINE_METRIC)
+    where = f"{section.matrix} ({section.scale} scale)"
+    if not others:
+        return f"**{where}:** only the baseline, {base.label}, is in the ledger: AP_small {_pm(b_mean, b_std, b_n)}."
+    best = max(others, key=lambda r: r.mean_std(HEADLINE_METRIC)[0])
+    mean, std, n = best.mean_std(HEADLINE_METRIC)
+    text = (f"**{where}:** best AP_small: {best.label} {_pm(mean, std, n)} against the baseline {base.label} "
+            f"{_pm(b_mean, b_std, b_n)}")
+    res, skipped = result_of(best)
+    if res is None:
+        return text + f"; not tested ({skipped or 'no test'})."
+    pct = f"{level * 100:g}%"
+    said = "better" if res.verdict == B_BETTER else res.verdict
+    return (text + f": B − A = {res.difference:+.3f}, {pct} interval [{res.interval[0]:+.3f}, {res.interval[1]:+.3f}]"
+            f" ({len(res.b_values)} vs {len(res.a_values)} seeds): **{said}**.")
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    return f"{mean:.3f} ({seeds})" if n < 2 else f"{mean:.3f} ± {std:.3f} ({seeds})"
+
+
+def section_markdown(section: Section, column: str, level: float, plot_name: str, headline_text: str) -> str:
+    sets = bucket_sets(section)
+    columns = ["AP", "AP50"] + [f"{s}/AP_{b}" for s in sets for b in BUCKET_NAMES]
+    header = ["arm", "about", "seeds", "train min", *[c.replace("coco/", "") for c in columns]]
+    rows = []
+    for r in section.rows:
+        about = r.entries[0].data.get("about") or MISSING
+        minutes = [sum((e.data.get("wall_seconds") or {}).values()) / 60 for e in r.entries]
+        rows.append([r.label + (" (baseline)" if r is section.rows[0] else ""),
+                     f"fused (WBF) with {r.fused_with}" if r.fused_with else about,
+                     ", ".join(str(e.seed) for e in r.entries), f"{statistics.fmean(minutes):.{0 if statistics.fmean(minutes) >= 10 else 1}f}",
+                     *[r.cell(c) for c in columns]])
+    hardware = sorted({(e.data.get("hardware") or {}).get("gpu") or f"CPU ({(e.data.get('hardware') or {}).get('cpu_count', '?')} cores)"
+                       for e in section.entries})
+    commits = sorted({((e.data.get("git") or {}).get("commit") or "unknown")[:10] for e in section.entries})
+    dirty = sum(bool((e.data.get("git") or {}).get("dirty")) for e in section.entries)
+    settings = {r.label: r.evaluation() for r in section.rows}
+    parts = [f"## {section.matrix} — {section.scale} scale", "", headline_text, "",
+             f"Baseline: `{section.baseline}` ({section.baseline_source}). {len(section.entries)} "
+             f"entr{'y' if len(section.entries) == 1 else 'ies'}; hardware: "
+             f"{', '.join(hardware)}; code: {', '.join(commits)}" + (f" ({dirty} with uncommitted changes)" if dirty else "")
+             + ". Metrics: `predict` + `smallbox eval` of each run's best.pt on the val split, mean ± std (n seeds).",
+             "", markdown_table(header, rows), "", "Evaluation settings (predict): " + _settings_line(settings), ""]
+    if len(section.rows) > 1:
+        parts += [f"### Against the baseline ({column}, calibrated test)", "", _tests_table(section, column, level), ""]
+    parts += [f"![AP by size bucket, {section.matrix} {section.scale}]({plot_name})"]
+    return "\n".join(parts)
+
+
+def _settings_line(settings: dict[str, str]) -> str:
+    distinct = sorted(set(settings.values()))
+    if len(distinct) == 1:
+        return f"{distinct[0]} (every arm)."
+    return ("**not the same for every arm**: " + "; ".join(f"{k}: {v}" for k, v in settings.items())
+            + ". AP depends on them: read a difference between such arms with that in mind.")
+
+
+def _tests_table(section: Section, column: str, level: float) -> str:
+    pct = f"{level * 100:g}%"
+    header = ["arm", "seeds B vs A", f"B − A ({column})", f"{pct} interval", "p", "verdict"]
+    rows, notes, methods = [], [], set()
+    for r in section.rows[1:]:
+        if r.note:
+            notes.append(f"{r.label}: {r.note}.")
+        if r.result is None:
+            rows.append([r.label, MISSING, MISSING, MISSING, MISSING, f"not tested: {r.skipped}"])
+            continue
+        res = r.result
+        if res.runs_counted:
+            methods.add(res.method)
+        scope = "" if res.runs_counted else " (test images only)"
+        rows.append([r.label, f"{len(res.b_values)} vs {len(res.a_values)}", f"{res.difference:+.4f}",
+                     f"[{res.interval[0]:+.4f}, {res.interval[1]:+.4f}]{scope}",
+                     MISSING if res.p_value is None else f"{res.p_value:.3g}", res.verdict])
+    method = "; ".join(sorted(methods)) or "none could run (2+ seeds per side are needed)"
+    text = [markdown_table(header, rows), "", f"Method: {method}; \"B better\" only when the whole interval is above 0 "
+            "(docs/analysis.md). Seeds are not paired: each side's seeds are independent runs."]
+    return "\n".join(text + ([""] + [f"- {note}" for note in notes] if notes else []))
+
+
+def csv_text(sections: list[Section]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    columns = ["AP", "AP50", "AP75", "AR_100"] + [f"coco/AP_{b}" for b in BUCKET_NAMES] + [f"fit/AP_{b}" for b in BUCKET_NAMES]
+    w.writerow(["matrix", "scale", "arm", "seeds"] + [f"{c}{s}" for c in columns for s in ("", " std", " n")])
+    for s in sections:
+        for r in s.rows:
+            cells = []
+            for c in columns:
+                mean, std, n = r.mean_std(c)
+                cells += ["" if n == 0 else f"{mean:.10g}", "" if n < 2 else f"{std:.10g}", n]
+            w.writerow([s.matrix, s.scale, r.label, " ".join(str(e.seed) for e in r.entries)] + cells)
+    return out.getvalue()
+
+
+def build_ledger_report(ledger, out_md, out_csv=None, metric: str = HEADLINE_METRIC, baseline: str | None = None,
+                        matrix=None, n: int = 1000, seed: int = 0, level: float = 0.95, df: str = "auto",
+                        significance: bool = True) -> dict:
+    """Write the results page of a ledger folder (a matrix's, or a parent of several).
+
+    Returns ``{"markdown", "csv", "sections", "headlines", "files"}``.
+    """
+    from ..evaluate.matching import METRICS
+    from ..fileio import write_text_atomic
+    from .plots import plot_ap_by_size
+
+    column = metric if "/" in metric else f"coco/{metric}"
+    if column.rpartition("/")[2] not in METRICS:
+        raise SmallboxError(f"--metric {metric}: choose one of {', '.join(METRICS)} (coco/ or fit/ for the size ones)")
+    entries = read_entries(ledger)
+    if not entries:
+        raise SmallboxError(f"{ledger}: no ledger entries (entry.json) under it; run `smallbox experiments run MATRIX.yaml`")
+    sections = sections_of(entries, baseline, matrix)
+    gts = GroundTruths()
+    out_md = Path(out_md)
+    stem = out_md.with_suffix("")
+    parts = ["# Results", "", f"Generated by `smallbox report --ledger {ledger}` from {len(entries)} ledger entries "
+             "(each one finished run: settings, git commit, hardware, metrics, predictions); do not edit by hand."]
+    files, headlines = [], []
+    for s in sections:
+        if significance:
+            test_rows(s, column, gts, n, seed, level, df)
+
+        def result_of(row, s=s):
+            if not significance:
+                return None, "--no-significance"
+            if column != HEADLINE_METRIC:  # the headline is about AP_small whatever the tested metric
+                row = ArmRow(row.name, row.entries, row.fused_with)
+                test_rows(Section(s.matrix, s.scale, [s.rows[0], row], s.baseline, s.baseline_source),
+                          HEADLINE_METRIC, gts, n, seed, level, df)
+            return row.result, row.skipped
+
+        line = headline(s, level, result_of)
+        headlines.append(line)
+        series = {r.label: {f"{b}/AP_{k}": r.mean_std(f"{b}/AP_{k}")[:2] for b in bucket_sets(s) for k in BUCKET_NAMES}
+                  for r in s.rows}
+        files.append(plot_ap_by_size(series, f"{stem}_{s.key}_ap_by_size.png",
+                                     title=f"AP by size bucket, {s.matrix} ({s.scale})"))
+        parts += ["", section_markdown(s, column, level, files[-1].name, line)]
+    markdown = "\n".join(parts) + "\n"
+    csv_out = csv_text(sections)
+    files.append(write_text_atomic(markdown, out_md))
+    if out_csv:
+        files.append(write_text_atomic(csv_out, out_csv))
+    return {"markdown": markdown, "csv": csv_out, "sections": sections, "headlines": headlines, "files": files}
