@@ -23,7 +23,8 @@ def add_arguments(p):
                                 "json's images are predicted (each must be in the folder; other files are left out). "
                                 f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
                                 "beside --out) and the model's category ids (1..nc when it knows none)")
-    p.add_argument("--tile", type=number(int, 1), default=512, help="tile side in pixels (SAHI's slice_height/width)")
+    p.add_argument("--tile", type=number(int, 1), default=640,
+                   help="tile side in pixels (SAHI's slice_height/width; SAHI's default is 512)")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
     p.add_argument("--merge", choices=("greedy", "nms"), default="nms",
@@ -35,7 +36,7 @@ def add_arguments(p):
     p.add_argument("--iou", type=number(float, 0, 1), default=0.7, help="YOLO: the model's own NMS IoU")
     p.add_argument("--imgsz", type=number(int, 1), default=None,
                    help="YOLO: inference size of the tiles (default: from --upscale)")
-    p.add_argument("--upscale", type=number(float, 1), default=1.5,
+    p.add_argument("--upscale", type=number(float, 1), default=1.25,
                    help="YOLO: tiles are shown at most this many times larger than the model saw objects in training "
                         "(the whole image at its training imgsz); the whole image itself runs at the training imgsz")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
