@@ -68,3 +68,35 @@ def make_odd_deeppcb(source_json: Path, images_dir: Path, out: Path, n_images: i
     path = out / f"{Path(source_json).stem}-odd.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path
+
+
+BCCD_CATEGORY_IDS = {1: 7, 2: 40, 3: 99}  # RBC, WBC, Platelets -> odd ids
+
+
+def make_odd_bccd(source_json: Path, images_dir: Path, out: Path, n_images: int) -> Path:
+    """``n_images`` BCCD photos (640x480, large cells: a tiny model learns them in a few steps)
+    as ``out/images/cells/*.png`` and ``out/bccd-odd.json``: every second one turned 90 degrees
+    clockwise (480x640), category ids 7, 40, 99, large scattered image and annotation ids."""
+    src = json.loads(Path(source_json).read_text())
+    (out / "images" / "cells").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for k, im in enumerate(src["images"][:n_images]):
+        anns = [a for a in src["annotations"] if a["image_id"] == im["id"]]
+        boxes = [list(a["bbox"]) for a in anns]
+        with Image.open(Path(images_dir) / im["file_name"]) as pic:
+            pic = pic.convert("RGB")
+            if k % 2 == 1:
+                boxes = [[pic.height - y - h, x, h, w] for x, y, w, h in boxes]  # as in _transform
+                pic = pic.transpose(Image.Transpose.ROTATE_270)
+            file_name = f"cells/{Path(im['file_name']).stem}.png"
+            pic.save(out / "images" / file_name)
+        image_id = 2_000_029 + 7919 * k
+        images.append({"id": image_id, "file_name": file_name, "width": pic.width, "height": pic.height})
+        for a, box in zip(anns, boxes):
+            annotations.append({"id": 9_000_017 + 31 * a["id"], "image_id": image_id,
+                                "category_id": BCCD_CATEGORY_IDS[a["category_id"]], "bbox": box,
+                                "area": float(box[2] * box[3]), "iscrowd": 0})
+    categories = [{"id": BCCD_CATEGORY_IDS[c["id"]], "name": c["name"]} for c in src["categories"]]
+    path = out / "bccd-odd.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path

@@ -84,6 +84,35 @@ def test_labels_match_ultralytics_convert_coco(tmp_path, deeppcb_train, deeppcb_
     assert compared == 565 + 1361
 
 
+def test_labels_of_non_square_images_match_ultralytics(tmp_path, odd_deeppcb):
+    """The odd DeepPCB (640x480 and 480x640 images in sub-folders, category ids 3..99): the same
+    label bytes as Ultralytics' convert_coco, given the categories renumbered 1..K in ascending
+    id order (its class is ``category_id - 1``; ours the position of the id)."""
+    from ultralytics.data.converter import convert_coco
+
+    ann_dir = tmp_path / "ann"
+    ann_dir.mkdir()
+    sources = {"train": odd_deeppcb["train"], "val": odd_deeppcb["val"]}
+    for split, src in sources.items():
+        data = json.loads(src.read_text())
+        rank = {cid: k for k, cid in enumerate(sorted(c["id"] for c in data["categories"]), start=1)}
+        assert sorted({im["width"] != im["height"] for im in data["images"]}) == [True]  # none square
+        for a in data["annotations"]:
+            a["category_id"] = rank[a["category_id"]]
+        (ann_dir / f"{split}.json").write_text(json.dumps(data))
+    convert_coco(str(ann_dir), str(tmp_path / "ul"), cls91to80=False)
+    assert convert(sources["train"], "--images", odd_deeppcb["images"], "--val", sources["val"], "--out", tmp_path / "sb") == 0
+
+    compared = 0
+    for split, src in sources.items():
+        for image in json.loads(src.read_text())["images"]:
+            ours = tmp_path / "sb" / "labels" / split / f"{Path(image['file_name']).stem}.txt"
+            theirs = (tmp_path / "ul" / "labels" / split / image["file_name"]).with_suffix(".txt")
+            assert ours.read_bytes() == theirs.read_bytes(), image["file_name"]
+            compared += len(read_label_rows(ours))
+    assert compared == sum(len(json.loads(src.read_text())["annotations"]) for src in sources.values())
+
+
 @pytest.fixture
 def tricky_coco(tmp_path, deeppcb_train, deeppcb_images):
     """24 DeepPCB train images under new, scattered ids and category ids (class order differs from

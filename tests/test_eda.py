@@ -118,6 +118,24 @@ def test_fitted_thresholds_are_area_tertiles(which, deeppcb_eda, bccd_eda):
     assert list(SizeBuckets.fit(areas).thresholds) == expected
 
 
+def test_box_sides_after_the_letterbox_of_non_square_images(tmp_path, odd_deeppcb):
+    """640x480 and 480x640 images at --imgsz 320: Ultralytics' letterbox scales the LONG side to
+    320, so every box side is halved (a scale from the short side would be 2/3)."""
+    out = tmp_path / "eda"
+    assert main(["eda", str(odd_deeppcb["train"]), "--out", str(out), "--imgsz", "320"]) == 0
+    resized = json.loads((out / "summary.json").read_text(encoding="utf-8"))["resized"]
+    data, boxes = raw_boxes(odd_deeppcb["train"])
+    assert {max(im["width"], im["height"]) for im in data["images"]} == {640}
+    assert {min(im["width"], im["height"]) for im in data["images"]} == {480}
+    sides = np.sqrt([a for *_, a in boxes]) * 320 / 640
+    assert resized["imgsz"] == 320
+    assert resized["side"]["p50"] == pytest.approx(float(np.median(sides)))
+    assert (resized["side"]["min"], resized["side"]["max"]) == pytest.approx((sides.min(), sides.max()))
+    assert resized["fraction_side_below_8"] == pytest.approx(float((sides < 8).mean()))
+    assert resized["fraction_side_below_16"] == pytest.approx(float((sides < 16).mean()))
+    assert 0 < resized["fraction_side_below_16"] < 1  # the threshold cuts through these boxes
+
+
 def test_boxes_per_image_and_area_stats(deeppcb_eda):
     _, summary = deeppcb_eda
     data, boxes = raw_boxes(DEEPPCB / "annotations" / "val.json")

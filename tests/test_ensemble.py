@@ -211,6 +211,30 @@ def test_parity_with_bad_boxes_and_sparse_labels(members, images, method):
     check(bad, few, method)
 
 
+def non_square(members, images, n):
+    """The first ``n`` images cropped to their top 640x480, every second one then turned 90 degrees
+    clockwise (480x640), the boxes with them, as tests/odd_data.py turns DeepPCB. Boxes crossing
+    the crop line stay: they overhang the border and are clipped, in one direction or the other."""
+    some, few = _few(members, images, n)
+    turned = {im["id"] for im in few[1::2]}
+    out_images = [dict(im, width=480, height=640) if im["id"] in turned else dict(im, width=640, height=480) for im in few]
+
+    def move(p):
+        x, y, w, h = p["bbox"]
+        return {**p, "bbox": [480 - y - h, x, h, w]} if p["image_id"] in turned else p
+
+    return [[move(p) for p in m if p["bbox"][1] < 480] for m in some], out_images
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_parity_on_non_square_images(members, images, method):
+    """Each box normalised by its own image's width and height: swapped, boxes overhanging the
+    640 px side are clipped at 480 and the fusion differs from ensemble_boxes'."""
+    moved, odd_images = non_square(members, images, 30)
+    assert sum(p["bbox"][0] + p["bbox"][2] > 480 for m in moved for p in m) > 100
+    check(moved, odd_images, method)
+
+
 @pytest.mark.parametrize("ours_kw,ref_kw", [({}, {}), (dict(soft_method="linear"), dict(method=1))],
                          ids=["gaussian", "linear"])
 def test_soft_nms_of_a_group_of_thousands_of_boxes(members, images, ours_kw, ref_kw):

@@ -5,12 +5,16 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
 from smallbox.errors import SmallboxError
-from smallbox.predictions import load_predictions
-from smallbox.predictions import read_competition_csv, write_competition_csv
+from smallbox.predictions import (
+    load_predictions,
+    read_competition_csv,
+    write_competition_csv,
+)
 
 
 def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
@@ -21,9 +25,17 @@ def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
     path = write_competition_csv(preds, tmp_path / "sub.csv", names, cat_ids)
     rows = list(csv.DictReader(path.open()))
     assert list(rows[0]) == ["PredictionString", "image_id"] and len(rows) == len(gt["images"])
-    first = next(p for p in preds if p["image_id"] == gt["images"][0]["id"])
-    values = rows[0]["PredictionString"].split()
-    assert len(values) % 6 == 0 and int(values[0]) in range(len(cat_ids))
+    # each row, read here without smallbox: `label score xmin ymin xmax ymax` per box, label = the
+    # category id's position among the sorted ids
+    by_name = {}
+    for p in preds:
+        x, y, w, h = p["bbox"]
+        by_name.setdefault(names[p["image_id"]], []).append((cat_ids.index(p["category_id"]), p["score"], x, y, x + w, y + h))
+    for row in rows:
+        values = [float(v) for v in row["PredictionString"].split()]
+        got = sorted(tuple(values[i:i + 6]) for i in range(0, len(values), 6))
+        want = sorted(by_name.get(row["image_id"], []))
+        assert len(got) == len(want) and np.allclose(got, want, rtol=1e-5, atol=1e-3), row["image_id"]
     back = read_competition_csv(path, {v: k for k, v in names.items()}, cat_ids)
     assert len(back) == len(preds)
     key = lambda p: (p["image_id"], p["category_id"], round(p["score"], 4), round(p["bbox"][0], 2))
@@ -34,7 +46,6 @@ def test_csv_round_trip(tmp_path, deeppcb_val, deeppcb_predictions):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(deeppcb_val))
         assert len(coco.loadRes(back).getAnnIds()) == len(preds)
-    assert first is not None
 
 
 def test_csv_errors_name_line_and_image(tmp_path):

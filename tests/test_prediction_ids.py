@@ -58,6 +58,28 @@ def outputs(folder, tiny_yolo_run, tiny_tv_run, tmp_path_factory):
     return out
 
 
+def test_folder_rule_numbers_by_file_name_with_each_images_size(tmp_path):
+    """20 small PNGs written in random order with random mixed-case names and sizes (none square):
+    ids 1..20 in sorted file-name order (code points: ``B`` before ``a``, as Ultralytics sorts),
+    whatever order the directory lists them in; ``(width, height)`` as PIL writes them."""
+    from PIL import Image
+
+    from smallbox.predictions import index_folder
+
+    rng = np.random.default_rng(7)
+    sizes = {}
+    for k in rng.permutation(20):
+        name = f"{''.join(rng.choice(list('aAbBcCdD'), 6))}-{k}.png"
+        width, height = int(rng.integers(2, 40)), int(rng.integers(41, 80))
+        width, height = (width, height) if k % 2 else (height, width)
+        Image.new("L", (width, height)).save(tmp_path / name)
+        sizes[name] = (width, height)
+    index = index_folder(tmp_path)
+    assert index.source == "folder"
+    assert [(im["id"], im["file_name"], im["width"], im["height"]) for im in index.images] == [
+        (i, name, *sizes[name]) for i, name in enumerate(sorted(sizes), start=1)]
+
+
 def read(path):
     return json.loads(path.read_text())
 

@@ -134,9 +134,11 @@ def test_cli_slice_missing_model_is_a_clean_error(tmp_path, capsys, deeppcb_imag
     assert not (tmp_path / "o.json").exists()
 
 
-def test_same_result_as_sahi_get_sliced_prediction(tmp_path, deeppcb_images):
+@pytest.mark.parametrize("shape", ["640x640", "640x480", "480x640"])
+def test_same_result_as_sahi_get_sliced_prediction(tmp_path, deeppcb_images, shape):
     """The whole pipeline (tiles + whole image, greedy IoS 0.5) against SAHI's own, on a saved
-    random-init tiny YOLO and a real DeepPCB image."""
+    random-init tiny YOLO and a real DeepPCB image, whole or cropped to its top 640x480 (turned to
+    480x640 as well: tiles and clipping by width and by height)."""
     import torch
 
     from smallbox.offline import apply_offline_defaults
@@ -150,6 +152,9 @@ def test_same_result_as_sahi_get_sliced_prediction(tmp_path, deeppcb_images):
     (tmp_path / "tiny6.yaml").write_text(open("recipes/models/yolo-tiny.yaml").read().replace("nc: 80", "nc: 6"))
     YOLO(str(tmp_path / "tiny6.yaml")).save(str(tmp_path / "tiny6.pt"))
     image = cv2.imread(str(sorted(deeppcb_images.glob("*.png"))[1]), cv2.IMREAD_COLOR)
+    if shape != "640x640":
+        image = image[:480] if shape == "640x480" else np.ascontiguousarray(np.rot90(image[:480], -1))
+    assert "x".join(map(str, image.shape[1::-1])) == shape
     # SAHI runs the whole image at the tiles' size; smallbox's default is the training size (below)
     fn = load_predict_fn(tmp_path / "tiny6.pt", conf=0.0005, imgsz=320, device="cpu", full_imgsz=320)
     boxes, scores, labels = predict_sliced(image, fn, tile=320, overlap=0.2)
