@@ -62,7 +62,7 @@ PLAIN_CASES = {  # name -> (argv with {text} {empty} {missing} {out}, message fr
     "compare --max-crops -1": (["compare", GT, *PREDS, "--images", IMAGES, "--out", "{out}", "--max-crops", "-1"], ">= 0"),
     "compare --iou 0": (["compare", GT, *PREDS, "--images", IMAGES, "--out", "{out}", "--iou", "0"], "(0, 1]"),
     "eval --json under a file": (["eval", GT, PREDS[0], "--json", "{text}/m.json"], "a file is in the way"),
-    "eval --json is a folder": (["eval", GT, PREDS[0], "--json", "{empty}"], "Is a directory"),
+    "eval --json is a folder": (["eval", GT, PREDS[0], "--json", "{empty}"], "is a folder; give a file name"),
     "slice --tile 0": (["slice", TINY_MODEL, "--images", IMAGES, "--out", "{out}", "--tile", "0"], ">= 1"),
     "slice --conf 2": (["slice", TINY_MODEL, "--images", IMAGES, "--out", "{out}", "--conf", "2"], "[0, 1]"),
     "slice --match-thr 5": (["slice", TINY_MODEL, "--images", IMAGES, "--out", "{out}", "--match-thr", "5"], "[0, 1]"),
