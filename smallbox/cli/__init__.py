@@ -28,7 +28,7 @@ COMMANDS = {
     "ensemble": ("ensemble", "fuse prediction files (wbf, nms, soft-nms, nmw), optionally size-gated"),
     "slice": ("slice", "sliced (tiled) inference of a YOLO or torchvision model"),
     "report": ("report", "one table over training runs, seeds grouped into mean ± std"),
-    "significance": ("significance", "is B better than A? two-level bootstrap over runs and images"),
+    "significance": ("significance", "is B better than A? a t test over seeds widened by a paired image bootstrap; seeds needed (--plan)"),
     "compare": ("compare", "what one model finds and the other misses, per size bucket, with crops"),
     "experiments": ("experiments", "run an experiment matrix (arms x seeds) into a ledger, within a time budget"),
 }

@@ -24,7 +24,7 @@ def add_arguments(p):
                                 f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
                                 "beside --out) and the model's category ids (1..nc when it knows none)")
     p.add_argument("--tile", type=number(int, 1), default=640,
-                   help="tile side in pixels (SAHI's slice_height/width; SAHI's default is 512)")
+                   help="tile side in pixels (SAHI's slice_height/width, 512 in SAHI)")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
     p.add_argument("--merge", choices=("greedy", "nms"), default="nms",
