@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from checks import report_checks  # bench/checks.py: python bench/X.py puts bench/ on the path
+
 ROOT = Path(__file__).resolve().parents[1]
 DEEPPCB = ROOT / "data" / "deeppcb"
 COPIES = 25  # 200 val images x 25 = 5,000 images
@@ -99,12 +101,7 @@ def main() -> int:
         (f"pycocotools / smallbox time = {best['pycocotools'] / best['smallbox']:.1f}x (target >= {MIN_OVER_PYCOCOTOOLS:g}x)",
          best["pycocotools"] >= MIN_OVER_PYCOCOTOOLS * best["smallbox"]),
     ]
-    for text, ok in checks:
-        print(f"{'met   ' if ok else 'MISSED'} {text}")
-    missed = [text for text, ok in checks if not ok]
-    if missed:
-        print(f"bench_eval: {len(missed)} check(s) missed: " + "; ".join(missed), file=sys.stderr)
-    return 1 if missed else 0
+    return report_checks("bench_eval", checks)
 
 
 if __name__ == "__main__":

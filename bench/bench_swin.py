@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from checks import report_checks  # bench/checks.py: python bench/X.py puts bench/ on the path
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"swin-t-yolo": ROOT / "recipes/models/swin-t-yolo.yaml", "csp-yolov8s": ROOT / "recipes/models/csp-yolov8s.yaml"}
 IMGSZ, ITERS, ROUNDS, THREADS = 640, 2, 2, 2
@@ -143,12 +145,7 @@ def main() -> int:
                ratio["gflop_per_step"] <= MAX_FLOP_RATIO),
               (f"Swin-T / CSP peak memory rise {ratio['peak_rise_MB']:.2f}x (target <= {MAX_MEMORY_RATIO:g}x)",
                ratio["peak_rise_MB"] <= MAX_MEMORY_RATIO)]
-    for text, ok in checks:
-        print(f"{'met   ' if ok else 'MISSED'} {text}")
-    missed = [text for text, ok in checks if not ok]
-    if missed:
-        print(f"bench_swin: {len(missed)} check(s) missed: " + "; ".join(missed), file=sys.stderr)
-    return 1 if missed else 0
+    return report_checks("bench_swin", checks)
 
 
 if __name__ == "__main__":

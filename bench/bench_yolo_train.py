@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from checks import report_checks  # bench/checks.py: python bench/X.py puts bench/ on the path
+
 ROOT = Path(__file__).resolve().parents[1]
 DEEPPCB = ROOT / "data" / "deeppcb"
 PY = sys.executable
@@ -137,12 +139,7 @@ def main() -> int:
                same_epochs and differ <= 1e-4),
               (f"smallbox yolo / yolo per-epoch wall time = {ours / stock:.3f} (target <= {MAX_OVERHEAD:.2f})",
                ours <= MAX_OVERHEAD * stock)]
-    for text, ok in checks:
-        print(f"{'met   ' if ok else 'MISSED'} {text}")
-    missed = [text for text, ok in checks if not ok]
-    if missed:
-        print(f"bench_yolo_train: {len(missed)} check(s) missed: " + "; ".join(missed), file=sys.stderr)
-    return 1 if missed else 0
+    return report_checks("bench_yolo_train", checks)
 
 
 if __name__ == "__main__":
