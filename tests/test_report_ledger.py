@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import statistics
 from pathlib import Path
 
@@ -142,3 +143,24 @@ def test_bad_ledger_input_is_a_clean_error(ledger, tmp_path, capsys):
     assert main(["report", "--ledger", str(ledger / "ledger"), "--matrix", str(other), "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err
     assert "it is matrix 'other'" in err and "Traceback" not in err and not (tmp_path / "r.md").exists()
+
+
+def test_a_moved_checkout_still_finds_the_val_json_and_a_changed_one_is_named(ledger, tmp_path):
+    """Entries record the val json relative to themselves, with its hash: a ledger copied with its
+    data (a clone elsewhere) is tested as before; a val json edited since is named, not used."""
+    moved = tmp_path / "clone"
+    shutil.copytree(ledger / "ledger", moved / "ledger")
+    for name in ("val6.json", "tiny.yaml"):
+        shutil.copy2(ledger / name, moved / name)
+    recorded = entries(ledger, "base")[0]
+    assert not os.path.isabs(recorded["val"]) and len(recorded["val_sha1"]) == 40
+    rep = build_ledger_report(moved / "ledger", moved / "results.md", n=50)
+    cpu = rep["sections"][0]
+    assert cpu.scale == "cpu" and all(row.result is not None for row in cpu.rows[1:])
+
+    gt = json.loads((moved / "val6.json").read_text())
+    gt["annotations"] = gt["annotations"][1:]
+    (moved / "val6.json").write_text(json.dumps(gt))
+    rep = build_ledger_report(moved / "ledger", moved / "results.md", n=50)
+    cpu = rep["sections"][0]
+    assert all(row.result is None and "differs from the val json" in row.skipped for row in cpu.rows[1:])

@@ -157,10 +157,15 @@ def test_rows(section: Section, column: str, gts: GroundTruths, n: int, seed: in
     base = section.rows[0]
     prefix, _, metric = column.rpartition("/")
     for row in section.rows[1:]:
-        paths = {Path(e.data["val"]) for e in base.entries + row.entries if e.data.get("val")}
+        entries = base.entries + row.entries
+        paths = {e.val.resolve() for e in entries if e.val}
         missing = [p for p in paths if not p.is_file()]
         if not paths or missing:
             row.skipped = f"ground truth not found: {', '.join(map(str, missing)) or 'no val recorded'}"
+            continue
+        changed = next((m for e in entries if (m := e.val_mismatch())), None)
+        if changed:
+            row.skipped = changed
             continue
         loaded = [gts.load(p) for p in sorted(paths)]
         gt, note = loaded[0], ""

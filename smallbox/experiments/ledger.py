@@ -14,6 +14,8 @@ into place), so the runner simply runs it again.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,30 @@ class Entry:
     def weights(self) -> Path | None:
         path = self.folder / WEIGHTS
         return path if path.is_file() else None
+
+    @property
+    def val(self) -> Path | None:
+        """The val json the run was scored on: recorded relative to the entry folder (so the ledger
+        travels with a clone of the repository), or absolute by older entries."""
+        recorded = self.data.get("val")
+        return None if not recorded else self.folder / recorded if not os.path.isabs(recorded) else Path(recorded)
+
+    def val_mismatch(self) -> str | None:
+        """Why the val json found now is not the one the run was scored on (None: it is, or the
+        entry predates the recorded hash)."""
+        recorded, path = self.data.get("val_sha1"), self.val
+        if recorded and path and path.is_file() and file_sha1(path) != recorded:
+            return f"{os.path.normpath(path)} differs from the val json {self.arm} seed {self.seed} was scored on"
+        return None
+
+
+def file_sha1(path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def val_record(val, entry_folder: Path) -> dict:
+    """How an entry records its val json: the path relative to the entry folder, and its hash."""
+    return {"val": os.path.relpath(Path(val).resolve(), Path(entry_folder).resolve()), "val_sha1": file_sha1(val)}
 
 
 class Ledger:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import SmallboxError
 from ..fileio import read_json, write_json_atomic
-from .ledger import FUSED, PREDICTIONS, WEIGHTS, Ledger
+from .ledger import FUSED, PREDICTIONS, WEIGHTS, Ledger, val_record
 from .matrix import Arm, Matrix
 
 _RUNNING: set = set()  # subprocesses of this process, stopped on an interrupt
@@ -93,7 +93,8 @@ def run_pair(plan: Plan, arm_name: str, seed: int) -> dict:
              "settings": settings, "git": git_state(plan.root), "hardware": hardware(plan.device),
              "wall_seconds": {"train": round(train_seconds, 1), "predict": round(predict_seconds, 1)},
              "train_images_per_second": round(n_train * epochs / max(train_seconds, 1e-9), 2), "epochs_done": epochs,
-             "val": str(Path(matrix.data["val"])), "metrics": metrics, "predictions": PREDICTIONS,
+             **val_record(matrix.data["val"], plan.ledger.entry_folder(arm.name, seed)), "metrics": metrics,
+             "predictions": PREDICTIONS,
              "fused": fused["metrics"] if fused else None, "weights": None, "weights_mb": round(best.stat().st_size / 2**20, 1)}
     files = {PREDICTIONS: _gzip_copy(predictions)}
     if fused:
