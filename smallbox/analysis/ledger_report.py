@@ -207,8 +207,8 @@ def headline(section: Section, level: float, result_of) -> str:
         return f"**{where}:** only the baseline, {base.label}, is in the ledger: AP_small {_pm(b_mean, b_std, b_n)}."
     best = max(others, key=lambda r: r.mean_std(HEADLINE_METRIC)[0])
     mean, std, n = best.mean_std(HEADLINE_METRIC)
-    text = (f"**{where}:** best AP_small: {best.label} {_pm(mean, std, n)} against the baseline {base.label} "
-            f"{_pm(b_mean, b_std, b_n)}")
+    base_name = "the baseline" if base.label == "baseline" else f"the baseline {base.label}"
+    text = f"**{where}:** best AP_small: {best.label} {_pm(mean, std, n)} against {base_name} {_pm(b_mean, b_std, b_n)}"
     res, skipped = result_of(best)
     if res is None:
         return text + f"; not tested ({skipped or 'no test'})."
