@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from yolo_helpers import pycocotools_stats, subset_json
 
 from smallbox.cli import main
 
@@ -25,11 +26,7 @@ DEEPPCB = ROOT / "data" / "deeppcb"
 @pytest.fixture
 def matrix(tmp_path):
     for name, n, out in (("train.json", 8, "train8.json"), ("val.json", 4, "val4.json")):
-        data = json.loads((DEEPPCB / "annotations" / name).read_text())
-        keep = {im["id"] for im in data["images"][:n]}
-        data["images"] = [im for im in data["images"] if im["id"] in keep]
-        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-        (tmp_path / out).write_text(json.dumps(data))
+        subset_json(DEEPPCB / "annotations" / name, n, tmp_path / out)
     model = ROOT / "recipes" / "models" / "yolo-tiny.yaml"
     (tmp_path / "tiny.yaml").write_text(f"""name: tiny
 scale: cpu
@@ -55,22 +52,6 @@ def run(folder, *extra):
 
 def entry(folder, arm, seed):
     return json.loads((folder / "ledger" / "tiny" / arm / f"seed{seed}" / "entry.json").read_text())
-
-
-def pycocotools_stats(gt, preds):
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(gt))
-        ev = COCOeval(coco, coco.loadRes(preds) if preds else coco.loadRes([]), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
 
 
 def test_entries_are_complete_and_scored_like_pycocotools(matrix):

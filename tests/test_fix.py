@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from yolo_helpers import pycocotools_stats
 
 from smallbox.cli import main
 
@@ -155,21 +156,6 @@ def test_eval_and_convert_refuse_the_unrepaired_file_and_name_the_repair(tmp_pat
     assert main(["convert", str(fixed), "--images", str(images), "--out", str(tmp_path / "yolo")]) == 0
 
 
-def pycocotools_ap(gt: dict, preds: list[dict]) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(gt)
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(preds)), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[0])
-
-
 @pytest.mark.parametrize("quirk", ["duplicate id", "id 0"])
 def test_pycocotools_misscores_what_smallbox_refuses_and_fix_repairs(tmp_path, quirk, capsys):
     """A perfect prediction set — every ground-truth box, score 1 — must score AP 1.0."""
@@ -189,7 +175,7 @@ def test_pycocotools_misscores_what_smallbox_refuses_and_fix_repairs(tmp_path, q
     else:  # pycocotools marks "unmatched" with 0: the match to annotation 0 is lost
         anns[0]["id"] = 0
     perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0} for a in anns]
-    assert pycocotools_ap(data, perfect) < 0.999
+    assert pycocotools_stats(data, perfect)[0] < 0.999
 
     gt, preds = write(tmp_path / "gt.json", data), tmp_path / "preds.json"
     preds.write_text(json.dumps(perfect))
@@ -197,6 +183,6 @@ def test_pycocotools_misscores_what_smallbox_refuses_and_fix_repairs(tmp_path, q
     assert "smallbox fix" in capsys.readouterr().err
     assert main(["fix", str(gt), "--out", str(tmp_path / "fixed.json")]) == 0
     fixed = json.loads((tmp_path / "fixed.json").read_text())
-    assert pycocotools_ap(fixed, perfect) == pytest.approx(1.0)
+    assert pycocotools_stats(fixed, perfect)[0] == pytest.approx(1.0)
     assert main(["eval", str(tmp_path / "fixed.json"), str(preds), "--json", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["AP"] == pytest.approx(1.0)

@@ -9,14 +9,12 @@ models trained on it by the real trainers (conftest)."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 import shutil
 
 import numpy as np
 import pytest
+from yolo_helpers import pycocotools_stats
 
 from smallbox.cli import main
 
@@ -125,19 +123,6 @@ def test_folder_rule_mapped_back_equals_the_json_run(outputs, folder, name):
     assert as_rows(remap(plain, outputs / name / "images.json", folder["gt"])) == as_rows(with_json)
 
 
-def pycocotools_ap(gt_path, preds) -> list[float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(preds)), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return list(ev.stats)
-
-
 def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_path):
     members = [str(outputs / name / "predictions.json") for name in COMMANDS]
     fused = tmp_path / "fused.json"
@@ -150,5 +135,5 @@ def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_
     metrics = tmp_path / "m.json"
     assert main(["eval", str(folder["gt"]), str(fused_json), "--json", str(metrics)]) == 0
     ours = read(metrics)
-    ref = pycocotools_ap(folder["gt"], remapped)
+    ref = list(pycocotools_stats(folder["gt"], remapped))
     assert [ours[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")] == pytest.approx(ref[:6], abs=1e-6)

@@ -7,9 +7,7 @@ relative paths, and bad input."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import shutil
@@ -20,8 +18,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
-from yolo_helpers import TINY_MODEL, no_network
+from yolo_helpers import TINY_MODEL, no_network, pycocotools_stats
 
 from smallbox.analysis.report import build_report, load_run
 from smallbox.analysis.significance import A_BETTER, B_BETTER, NO_DIFFERENCE
@@ -63,19 +60,6 @@ def runs(tiny_yolo_run, tiny_tv_run, tmp_path_factory):
 def results_rows(folder):
     with open(folder / "results.csv", newline="") as f:
         return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def pycocotools_ap_small(gt_path, preds):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(gt_path))
-        ev = COCOeval(coco, coco.loadRes(preds) if preds else coco.loadRes([]), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[3])
 
 
 def assert_verdict_follows_interval(result):
@@ -140,7 +124,7 @@ def test_specialist_is_rescored_on_the_val_json_it_shares_with_the_baseline(runs
     assert spec.scored_on.path.name == "val.json" and "val-small.json" in spec.note and "re-scored" in spec.note
     val = runs["dataset"] / "annotations" / "val.json"
     for side, folders in ((spec.result.a_values, runs["full"]), (spec.result.b_values, runs["small"])):
-        ref = [pycocotools_ap_small(val, json.loads((f / "predictions.json").read_text())) for f in folders]
+        ref = [float(pycocotools_stats(val, json.loads((f / "predictions.json").read_text()))[3]) for f in folders]
         assert side == pytest.approx(ref, abs=1e-9)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from yolo_helpers import subset_json
 
 from smallbox.analysis.ledger_report import build_ledger_report
 from smallbox.analysis.significance import A_BETTER, B_BETTER, NO_DIFFERENCE
@@ -43,11 +44,7 @@ def ledger(tmp_path_factory):
     the same matrix marked gpu scale (gpu/tiny.yaml) for base seed 2, into the same ledger."""
     folder = tmp_path_factory.mktemp("ledger-report")
     for name, n, out in (("train.json", 8, "train8.json"), ("val.json", 6, "val6.json")):
-        data = json.loads((DEEPPCB / "annotations" / name).read_text())
-        keep = {im["id"] for im in data["images"][:n]}
-        data["images"] = [im for im in data["images"] if im["id"] in keep]
-        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in keep]
-        (folder / out).write_text(json.dumps(data))
+        subset_json(DEEPPCB / "annotations" / name, n, folder / out)
     arms = f"  base: {{model: {MODEL}, estimate_minutes: 0.5}}\n  spec: {{model: {MODEL}, split: small, fuse_with: base}}\n"
     (folder / "tiny.yaml").write_text(matrix_text("cpu", "[0, 1]", arms))
     (folder / "gpu").mkdir()

@@ -9,15 +9,24 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+from yolo_helpers import pycocotools_stats
 
+from smallbox.analysis.planning import plan_runs, power, var_run_upper
+from smallbox.analysis.significance import (
+    A_BETTER,
+    B_BETTER,
+    NO_DIFFERENCE,
+    ONE_RUN,
+    calibrated_test,
+    compare_runs,
+    degrees_of_freedom,
+    image_weights,
+)
 from smallbox.cli import main
 from smallbox.datasets import SizeBuckets, load_coco
 from smallbox.evaluate import evaluate
-from smallbox.predictions import load_predictions
 from smallbox.evaluate.matching import average_precision, match_images, metric_range
-from smallbox.analysis.planning import plan_runs, power, var_run_upper
-from smallbox.analysis.significance import (A_BETTER, B_BETTER, NO_DIFFERENCE, ONE_RUN, calibrated_test, compare_runs,
-                                            degrees_of_freedom, image_weights)
+from smallbox.predictions import load_predictions
 
 METRICS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
@@ -175,24 +184,6 @@ def test_image_term_is_the_paired_variance_less_the_run_by_image_part():
     assert res.se ** 2 == pytest.approx(np.var(a, ddof=1) / n_a + np.var(b, ddof=1) / n_b + res.var_images)
 
 
-def pycocotools_ap(data, preds, metric_index):
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(data)
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(preds)), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return float(ev.stats[metric_index])
-
-
 def test_interval_equals_an_independent_pycocotools_bootstrap(gt, preds):
     """Issue 15: the interval rebuilt here from pycocotools alone. Each resample is a real dataset
     (drawn images duplicated under new ids) scored by COCOeval; D, the run variances, the paired
@@ -211,8 +202,8 @@ def test_interval_equals_an_independent_pycocotools_bootstrap(gt, preds):
 
     weights = image_weights(np.random.default_rng(seed), n_res, len(data["images"]))
     ordered = dict(data, images=sorted(data["images"], key=lambda im: im["id"]))
-    full = {s: [pycocotools_ap(data, p, 3) for p in runs] for s, runs in (("A", a_runs), ("B", b_runs))}
-    boot = {s: np.array([[pycocotools_ap(*resampled_dataset(ordered, p, w), 3) for p in runs] for w in weights])
+    full = {s: [pycocotools_stats(data, p)[3] for p in runs] for s, runs in (("A", a_runs), ("B", b_runs))}
+    boot = {s: np.array([[pycocotools_stats(*resampled_dataset(ordered, p, w))[3] for p in runs] for w in weights])
             for s, runs in (("A", a_runs), ("B", b_runs))}
     assert res.a_values == pytest.approx(full["A"], abs=1e-9) and res.b_values == pytest.approx(full["B"], abs=1e-9)
     d = np.mean(full["B"]) - np.mean(full["A"])

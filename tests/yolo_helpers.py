@@ -58,33 +58,42 @@ def no_network():
         socket.socket.connect, socket.socket.connect_ex = saved
 
 
-def pycocotools_metrics(gt_path: Path, preds: list[dict], buckets=()) -> dict:
-    """pycocotools' own numbers: ``coco/AP``... as named in results.csv, plus ``NAME/AP_small``...
-    for each ``(name, (t1, t2))`` in ``buckets`` (extra area ranges evaluated separately)."""
+def pycocotools_stats(gt, preds: list[dict], area_rng=None):
+    """pycocotools' ``COCOeval.summarize()`` stats (12 numbers) of ``preds`` against ``gt``: a json
+    path or a dataset dict (copied, so a duplicated annotation id stays as pycocotools sees it);
+    ``area_rng``: other (all, small, medium, large) area ranges."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    def run(area_rng=None):
-        with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO(str(gt_path))
-            if preds:
-                dt = gt.loadRes(copy.deepcopy(preds))
-            else:  # loadRes refuses an empty list; an empty result set is still evaluable
-                dt = COCO()
-                dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []}
-                dt.createIndex()
-            ev = COCOeval(gt, dt, "bbox")
-            if area_rng is not None:
-                ev.params.areaRng = area_rng
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        return ev.stats
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(gt, dict):
+            coco = COCO()
+            coco.dataset = copy.deepcopy(gt)
+            coco.createIndex()
+        else:
+            coco = COCO(str(gt))
+        if preds:
+            dt = coco.loadRes(copy.deepcopy(preds))
+        else:  # loadRes refuses an empty list; an empty result set is still evaluable
+            dt = COCO()
+            dt.dataset = {"images": coco.dataset["images"], "categories": coco.dataset["categories"], "annotations": []}
+            dt.createIndex()
+        ev = COCOeval(coco, dt, "bbox")
+        if area_rng is not None:
+            ev.params.areaRng = area_rng
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
 
-    stats = run()
+
+def pycocotools_metrics(gt_path: Path, preds: list[dict], buckets=()) -> dict:
+    """pycocotools' own numbers: ``coco/AP``... as named in results.csv, plus ``NAME/AP_small``...
+    for each ``(name, (t1, t2))`` in ``buckets`` (extra area ranges evaluated separately)."""
+    stats = pycocotools_stats(gt_path, preds)
     out = {f"coco/{k}": float(stats[i]) for i, k in enumerate(("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"))}
     out["coco/AR_100"] = float(stats[8])
     for name, (t1, t2) in buckets:
-        s = run([[0, 1e10], [0, t1], [t1, t2], [t2, 1e10]])
+        s = pycocotools_stats(gt_path, preds, [[0, 1e10], [0, t1], [t1, t2], [t2, 1e10]])
         out.update({f"{name}/AP_small": float(s[3]), f"{name}/AP_medium": float(s[4]), f"{name}/AP_large": float(s[5])})
     return out
