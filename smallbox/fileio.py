@@ -10,6 +10,7 @@ served and a colleague can read the predictions.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
@@ -18,7 +19,25 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import orjson
+
 from .errors import SmallboxError
+
+
+@contextmanager
+def paused_gc():
+    """Python's cycle collector off for the block (and back on after, if it was on). Reading a
+    large json allocates a million dicts, lists and floats; each allocation burst makes the
+    collector walk the new objects, and a growing heap gets whole walks: a third of the parse
+    time of a 100k-box COCO file, and as much again in the work that follows. Neither json nor
+    the lists made from it hold reference cycles, so nothing is left to collect meanwhile."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def read_json(path) -> object:
@@ -26,7 +45,7 @@ def read_json(path) -> object:
     path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
+        with opener(path, "rt", encoding="utf-8") as f, paused_gc():
             return json.load(f)
     except FileNotFoundError:
         raise SmallboxError(f"{path}: no such file") from None
@@ -110,6 +129,23 @@ def write_json_atomic(obj, path, **dumps_kwargs) -> Path:
     if str(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)  # mtime 0: the same content gives the same bytes
     return write_bytes_atomic(data, path)
+
+
+def compact_json_bytes(obj) -> bytes:
+    """``json.dumps(obj, separators=(",", ":"))`` in meaning and in ASCII, about ten times
+    faster (0.013 s against 0.12 s for a 100k-box COCO json): orjson, which json.dumps replaces
+    where orjson's bytes could differ in meaning or reader: a ``null`` (orjson writes NaN and
+    infinities as null), a non-ASCII byte (orjson writes UTF-8, json ``\\u`` escapes, which any
+    locale's reader decodes alike: pycocotools opens files in the locale's encoding), or an
+    object orjson refuses (an integer beyond 64 bits, a non-string key). Floats print as the
+    shortest text that reads back the same in both, only the exponent's form may differ."""
+    try:
+        data = orjson.dumps(obj)
+    except TypeError:
+        data = None
+    if data is None or not data.isascii() or b"null" in data:
+        return json.dumps(obj, separators=(",", ":"), check_circular=False).encode("ascii")
+    return data
 
 
 @contextmanager

@@ -329,7 +329,7 @@ def test_failed_rerun_keeps_the_earlier_output(tmp_path, deeppcb_train, deeppcb_
     import smallbox.datasets.convert as convert_module
 
     calls = []
-    real = convert_module.label_rows
+    real = convert_module.label_boxes
 
     def interrupted(*a, **k):  # Ctrl-C while the second split is being written
         calls.append(1)
@@ -337,7 +337,7 @@ def test_failed_rerun_keeps_the_earlier_output(tmp_path, deeppcb_train, deeppcb_
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "label_rows", interrupted)
+    monkeypatch.setattr(convert_module, "label_boxes", interrupted)
     assert convert(deeppcb_train, "--images", deeppcb_images, "--out", out, "--seed", "9") == 130
     assert tree_digest(out) == before and leftovers(tmp_path) == []
     shutil.rmtree(out)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SmallboxError
-from ..fileio import read_json
+from ..fileio import paused_gc, read_json
 from .imagefiles import image_size
 from .problems import FILLS, KINDS, Problem, refusal
 
@@ -170,7 +170,8 @@ def _checked(path, image_root, tolerance: float, check_files: bool = True) -> tu
     if root is not None and not root.is_dir():
         raise SmallboxError(f"{root}: image folder does not exist")
     checker = _Checker(path, root if check_files else None, tolerance)
-    checker.run(data)
+    with paused_gc():
+        checker.run(data)
     return path, data, root, checker
 
 
@@ -227,6 +228,27 @@ def _is_box(b) -> bool:
     """Four finite numbers (one ``isfinite`` of the sum: a sum of finite numbers is finite, short
     of overflowing 1e308, far outside any image)."""
     return type(b) is list and len(b) == 4 and all(type(v) in _NUMBER_TYPES for v in b) and math.isfinite(sum(b))
+
+
+def _is_sound_annotation(a, seen: dict, images: dict, categories: set) -> bool:
+    """True, and its id entered in ``seen``, for an annotation without any problem: one
+    expression for the common case (a third of ``check_annotation``'s time on 100k boxes);
+    anything else gets every check. Comparisons come after the type tests, and the bounds
+    comparisons are false for NaN and infinities, so they also stand for ``isfinite``."""
+    if type(a) is not dict:
+        return False
+    aid, image_id, box, area = a.get("id"), a.get("image_id"), a.get("bbox"), a.get("area")
+    size = images.get(image_id) if type(image_id) is int else None
+    if not (type(aid) is int and aid != 0 and aid not in seen and size is not None and type(box) is list and len(box) == 4
+            and type(a.get("category_id")) is int and a["category_id"] in categories
+            and type(area) in _NUMBER_TYPES and 0 < area < math.inf and "iscrowd" in a):
+        return False
+    x, y, w, h = box
+    if not (type(x) in _NUMBER_TYPES and type(y) in _NUMBER_TYPES and type(w) in _NUMBER_TYPES and type(h) in _NUMBER_TYPES
+            and w > 0 and h > 0 and x >= -EPS and y >= -EPS and x + w <= size[0] + EPS and y + h <= size[1] + EPS):
+        return False
+    seen[aid] = image_id
+    return True
 
 
 def _where(i: int, a: dict) -> str:
@@ -347,28 +369,31 @@ class _Checker:
         seen: dict = {}  # annotation id -> image id of its first use
         renumber = []
         for i, a in enumerate(annotations):
-            if not isinstance(a, dict):
-                self.add("not_an_object", f"annotation #{i} is not an object", "annotations", i)
-                continue
-            lacking = [k for k in ("image_id", "category_id", "bbox") if k not in a]
-            if lacking:
-                self.add("missing_keys", f"{_where(i, a)} lacks {', '.join(lacking)}", "annotations", i, a.get("id"))
-                continue
-            self.check_annotation_id(i, a, seen, renumber)
-            image_id = a["image_id"] if _is_int(a["image_id"]) else None  # ids are integers (a list would not even hash)
-            size = images.get(image_id)
-            if size is None and image_id not in self.rejected_ids:
-                self.add("unknown_image", f"{_where(i, a)} points at unknown image {a['image_id']!r}", "annotations", i, a.get("id"))
-            if not _is_int(a["category_id"]) or a["category_id"] not in categories:
-                self.add("unknown_category", f"{_where(i, a)} has unknown category {a['category_id']!r}", "annotations", i, a.get("id"))
-            box = self.check_bbox(i, a, size)
-            if size is None and image_id in self.rejected_ids and i not in self.left_out["annotations"]:
-                self.rejected["annotations"].add(i)
-                self.left_out["annotations"].add(i)
-                self.set_aside["annotations"]["its image is set aside"] += 1
-            if box is not None and i not in self.left_out["annotations"]:
-                self.check_fields(i, a, box)
+            if not _is_sound_annotation(a, seen, images, categories):
+                self.check_annotation(i, a, images, categories, seen, renumber)
         self.renumber(renumber, seen)
+
+    def check_annotation(self, i: int, a, images: dict, categories: set, seen: dict, renumber: list):
+        """Every check of one annotation, each problem recorded; ``seen`` gets its id if unused."""
+        if not isinstance(a, dict):
+            return self.add("not_an_object", f"annotation #{i} is not an object", "annotations", i)
+        lacking = [k for k in ("image_id", "category_id", "bbox") if k not in a]
+        if lacking:
+            return self.add("missing_keys", f"{_where(i, a)} lacks {', '.join(lacking)}", "annotations", i, a.get("id"))
+        self.check_annotation_id(i, a, seen, renumber)
+        image_id = a["image_id"] if _is_int(a["image_id"]) else None  # ids are integers (a list would not even hash)
+        size = images.get(image_id)
+        if size is None and image_id not in self.rejected_ids:
+            self.add("unknown_image", f"{_where(i, a)} points at unknown image {a['image_id']!r}", "annotations", i, a.get("id"))
+        if not _is_int(a["category_id"]) or a["category_id"] not in categories:
+            self.add("unknown_category", f"{_where(i, a)} has unknown category {a['category_id']!r}", "annotations", i, a.get("id"))
+        box = self.check_bbox(i, a, size)
+        if size is None and image_id in self.rejected_ids and i not in self.left_out["annotations"]:
+            self.rejected["annotations"].add(i)
+            self.left_out["annotations"].add(i)
+            self.set_aside["annotations"]["its image is set aside"] += 1
+        if box is not None and i not in self.left_out["annotations"]:
+            self.check_fields(i, a, box)
 
     def check_annotation_id(self, i: int, a: dict, seen: dict, renumber: list):
         aid = a.get("id")

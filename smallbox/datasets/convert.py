@@ -18,20 +18,21 @@ leaves no half-written OUT, and a rerun writes byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
-import json
+import multiprocessing
 import os
 import shutil
+import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..errors import SmallboxError
-from ..fileio import atomic_folder
+from ..fileio import atomic_folder, compact_json_bytes, paused_gc
 from .buckets import SizeBuckets
 from .coco import CocoDataset
 from .imagefiles import is_image_name
@@ -60,6 +61,7 @@ class ConvertResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@paused_gc()
 def convert_to_yolo(
     train: CocoDataset,
     out,
@@ -101,16 +103,21 @@ def convert_to_yolo(
     warnings += _unreadable_suffixes(splits[:2])
     bucket_sets = _bucket_sets(buckets, splits[0].data, warnings)
 
-    # one thread creates the files while this one formats the next split's labels and ground truth:
-    # file creation is kernel time, which does not hold the GIL
-    with atomic_folder(out) as tmp, ThreadPoolExecutor(max_workers=1) as file_thread:
-        writer = _SplitWriter(tmp, category_ids, placement, file_thread)
-        with tqdm(total=sum(len(s.data["images"]) for s in splits), desc="convert", unit="img", disable=not progress) as bar:
-            counts = {s.name: writer.write(s, bar) for s in splits}
-            writer.wait()
-        _write_yamls(tmp, out, train, writer.file_names, splits, area_ranges, bucket_sets)
+    names = {split.name: yolo_file_names(split.data["images"]) for split in splits}
+    boxes = {split.name: label_boxes(split.data, category_ids) for split in splits}
+    placer = _ImagePlacer(placement)
+    with atomic_folder(out) as tmp:
+        labels = _LabelFiles(tmp / "labels", splits, names, boxes)
+        with labels.on_child_process():
+            with tqdm(total=sum(len(n) for n in names.values()), desc="convert", unit="img", disable=not progress) as bar:
+                for split in splits:
+                    placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
+                    _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
+            rows = labels.write_rest()
+        _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges, bucket_sets)
+    counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
-    return ConvertResult(out, counts, bucket_sets, writer.placed, warnings)
+    return ConvertResult(out, counts, bucket_sets, placer.placed, warnings)
 
 
 def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: float, seed: int) -> tuple[list[Split], list[str]]:
@@ -183,20 +190,17 @@ def _stem_key(file_name: str) -> str:
     return label_name(file_name).casefold()
 
 
-def label_rows(data: dict, category_ids: list[int]) -> dict[int, str]:
-    """``{image id: label file text}`` for images with at least one non-crowd box.
-
-    Rows ``class cx cy w h`` in annotation order, printed with ``"%g"``; exact duplicate rows
-    are dropped, as Ultralytics' ``convert_coco`` drops them. A class is the position of its
-    category id in ``category_ids`` (ascending).
-    """
+def label_boxes(data: dict, category_ids: list[int]) -> dict[int, list[tuple]]:
+    """``{image id: [(class, cx, cy, w, h), ...]}`` for images with at least one non-crowd box,
+    in annotation order (``label_text`` prints them). A class is the position of its category id
+    in ``category_ids`` (ascending)."""
     size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
     class_index = {c: i for i, c in enumerate(category_ids)}
     by_image: dict[int, list[tuple]] = {}
     for a in data["annotations"]:
         if not a.get("iscrowd"):
             by_image.setdefault(a["image_id"], []).append((class_index[a["category_id"]], *_cxcywh_norm(a["bbox"], *size[a["image_id"]])))
-    return {i: _label_text(rows) for i, rows in by_image.items()}
+    return by_image
 
 
 def _cxcywh_norm(xywh_abs: list, width, height) -> tuple[float, float, float, float]:
@@ -209,55 +213,152 @@ def _cxcywh_norm(xywh_abs: list, width, height) -> tuple[float, float, float, fl
     return (x + w / 2) / width, (y + h / 2) / height, w / width, h / height
 
 
-def _label_text(rows: list[tuple]) -> str:
-    """One ``"%g"`` formatting call per image rather than per row."""
+def label_text(rows: list[tuple]) -> str:
+    """A label file: rows ``class cx cy w h`` printed with ``"%g"`` as Ultralytics' ``convert_coco``
+    prints them, exact duplicate rows dropped as it drops them. One formatting call per image
+    rather than per row."""
     unique = list(dict.fromkeys(rows)) if len(rows) > 1 else rows
     return (LABEL_ROW * len(unique)) % tuple(itertools.chain.from_iterable(unique))
 
 
-class _SplitWriter:
-    """Writes images/<split>, labels/<split> and annotations/<split>.json of one split at a time;
-    the image and label files are created on ``file_thread``."""
+class _LabelFiles:
+    """labels/<split>/<stem>.txt of every split, one per image (an empty one for a negative),
+    written by two processes: a forked child writes the first ``CHILD_SHARE`` of each split's
+    files while this process places the images and writes the json, then the rest.
 
-    def __init__(self, root: Path, category_ids: list[int], placement: str, file_thread: ThreadPoolExecutor):
-        self.root, self.category_ids, self.placement = root, category_ids, placement
-        self.file_thread, self.pending = file_thread, []
+    Why a process: formatting labels holds Python's GIL and creating files is kernel time; in
+    one process a thread coming back from each system call waits for the GIL while another
+    computes, so threads ran no faster than one. The child shares the split data with this
+    process (copy-on-write) and sends back only its row counts. Where fork is unavailable
+    (Windows), or other threads run in this process (fork copies only the calling thread, with
+    whatever locks the others hold), this process writes every file: the same files, slower."""
+
+    CHILD_SHARE = 0.8  # this process also places every image and writes the json: ~0.25 s per 14k images
+
+    def __init__(self, folder: Path, splits: list[Split], names: dict[str, dict[int, str]], boxes: dict[str, dict[int, list]]):
+        self.folder, self.splits, self.names, self.boxes = folder, splits, names, boxes
+        self.child = self.receive = None
+        self.rows = {split.name: 0 for split in splits}
+        self.done = 0.0  # the share of each split's files written or handed to the child
+        for split in splits:
+            os.makedirs(folder / split.name)
+
+    @contextlib.contextmanager
+    def on_child_process(self):
+        """The child writes its share during the block; ``write_rest`` (inside it) waits for the
+        child and raises its error; leaving the block early stops the child."""
+        if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+            context = multiprocessing.get_context("fork")
+            self.receive, send = context.Pipe(duplex=False)
+            job = functools.partial(self.write, 0.0, self.CHILD_SHARE)
+            self.child = context.Process(target=_run_and_send, args=(job, send), name="smallbox-labels", daemon=True)
+            self.child.start()
+            send.close()
+            self.done = self.CHILD_SHARE
+        try:
+            yield
+        finally:
+            if self.child is not None:
+                if self.child.is_alive():
+                    self.child.terminate()
+                self.child.join()
+                self.receive.close()
+
+    def write_rest(self) -> dict[str, int]:
+        """This process's share, then the child's counts: rows written per split."""
+        mine = self.write(self.done, 1.0)
+        theirs = self.child_rows() if self.child is not None else {}
+        return {name: mine[name] + theirs.get(name, 0) for name in mine}
+
+    def child_rows(self) -> dict[str, int]:
+        try:
+            outcome, value = self.receive.recv()
+        except EOFError:
+            raise SmallboxError(f"the process writing label files ended (exit code {self.child.exitcode}) "
+                                "without a result: killed, out of memory?") from None
+        if outcome == "error":
+            raise value
+        return value
+
+    def write(self, start: float, stop: float) -> dict[str, int]:
+        """The files of images ``[start, stop)`` (shares of each split); rows written per split."""
+        rows = {}
+        for split in self.splits:
+            images, boxes, names = split.data["images"], self.boxes[split.name], self.names[split.name]
+            into = os.open(self.folder / split.name, os.O_RDONLY)  # files are made relative to it: the kernel walks one name
+            written = 0
+            try:
+                for image in images[round(len(images) * start):round(len(images) * stop)]:
+                    text = label_text(boxes[image["id"]]) if image["id"] in boxes else ""
+                    written += text.count("\n")
+                    fd = os.open(label_name(names[image["id"]]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=into)
+                    try:
+                        os.write(fd, text.encode("utf-8"))
+                    finally:
+                        os.close(fd)
+            finally:
+                os.close(into)
+            rows[split.name] = written
+        return rows
+
+
+def _run_and_send(job, send):
+    """In the child: the job's result, or the exception it raised, goes back through ``send``."""
+    try:
+        message = ("ok", job())
+    except BaseException as e:  # Ctrl-C too: the parent re-raises it
+        message = ("error", e)
+    try:
+        send.send(message)
+    except Exception:  # an exception that does not pickle
+        send.send(("error", RuntimeError(f"writing the label files failed: {message[1]!r}")))
+
+
+class _ImagePlacer:
+    """Puts each image of a split into images/<split>: a hard link (``os.link`` follows a
+    symlinked source to its file), else an absolute symlink to the resolved source, else a copy;
+    a refusal switches this and every later image to the next way (e.g. the output on another
+    filesystem). ``placed`` counts each way."""
+
+    BAR_STEP = 512  # images per progress bar update
+
+    def __init__(self, placement: str):
+        self.placement = placement
         self.placed = {how: 0 for how in PLACEMENTS}
-        self.file_names: dict[str, dict[str, int]] = {}  # split -> {file name: image id}
         # realpath per folder, not per file: one lookup serves every image in it
         self.real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
 
-    def write(self, split: Split, bar) -> dict[str, int]:
-        names = yolo_file_names(split.data["images"])
-        rows = label_rows(split.data, self.category_ids)
-        self.pending.append(self.file_thread.submit(self.write_files, split, names, rows, bar))
-        self.file_names[split.name] = {n: i for i, n in names.items()}
-        _write_json(split.data, self.root / "annotations" / f"{split.name}.json")
-        boxes = sum(text.count("\n") for text in rows.values())
-        return {"images": len(names), "boxes": boxes, "negatives": len(names) - len(rows)}
+    def place_all(self, split: Split, names: dict[int, str], folder: Path, bar):
+        os.makedirs(folder)
+        root, into = str(split.image_root), os.open(folder, os.O_RDONLY)  # links are made relative to it (one name to walk)
+        try:
+            for k, image in enumerate(split.data["images"], 1):
+                self.place(root, image["file_name"], (into, folder, names[image["id"]]))
+                if k % self.BAR_STEP == 0:
+                    bar.update(self.BAR_STEP)
+            bar.update(len(names) % self.BAR_STEP)
+        finally:
+            os.close(into)
 
-    def wait(self):
-        """Until every file is written; an error on the file thread is raised here."""
-        for job in self.pending:
-            job.result()
-
-    def write_files(self, split: Split, names: dict[int, str], rows: dict[int, str], bar):
-        # plain str paths and os.open: per-image Python overhead is what the converter spends
-        # besides the file system (a third of the time with pathlib and open())
-        images_dir = f"{self.root}/images/{split.name}"
-        labels_dir = f"{self.root}/labels/{split.name}"
-        os.makedirs(images_dir)
-        os.makedirs(labels_dir)
-        root = str(split.image_root)
-        for image in split.data["images"]:
-            name = names[image["id"]]
-            self.place(root, image["file_name"], f"{images_dir}/{name}")
-            fd = os.open(f"{labels_dir}/{label_name(name)}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    def place(self, image_root: str, file_name: str, target: tuple[int, Path, str]):
+        """One image as ``target``: (open folder, its path, name)."""
+        into, folder, name = target
+        if self.placement == "hardlink":
             try:
-                os.write(fd, rows.get(image["id"], "").encode("utf-8"))
-            finally:
-                os.close(fd)
-            bar.update()
+                os.link(f"{image_root}/{file_name}", name, dst_dir_fd=into)
+                self.placed["hardlink"] += 1
+                return
+            except OSError:
+                self.placement = "symlink"
+        if self.placement == "symlink":
+            try:
+                os.symlink(self.source(image_root, file_name), name, dir_fd=into)
+                self.placed["symlink"] += 1
+                return
+            except OSError:
+                self.placement = "copy"
+        shutil.copyfile(os.path.join(image_root, file_name), folder / name)
+        self.placed["copy"] += 1
 
     def source(self, image_root: str, file_name: str) -> str:
         """Absolute path of the image with every link resolved (realpath once per folder): what
@@ -266,33 +367,12 @@ class _SplitWriter:
         path = os.path.join(self.real_folder(os.path.dirname(path)), os.path.basename(path))
         return os.path.realpath(path) if os.path.islink(path) else path
 
-    def place(self, image_root: str, file_name: str, target: str):
-        """Hard link (``os.link`` follows a symlinked source to its file), else an absolute
-        symlink to the resolved source, else a copy; a refusal switches this and every later
-        image to the next way (e.g. the output on another filesystem)."""
-        if self.placement == "hardlink":
-            try:
-                os.link(f"{image_root}/{file_name}", target)
-                self.placed["hardlink"] += 1
-                return
-            except OSError:
-                self.placement = "symlink"
-        if self.placement == "symlink":
-            try:
-                os.symlink(self.source(image_root, file_name), target)
-                self.placed["symlink"] += 1
-                return
-            except OSError:
-                self.placement = "copy"
-        shutil.copyfile(os.path.join(image_root, file_name), target)
-        self.placed["copy"] += 1
-
 
 def _write_json(obj, path: Path):
     """Stable bytes: keys in the source's order (a rerun reads the same order), ASCII (any
     locale's json reader, pycocotools' among them, gets the same text)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, separators=(",", ":"), check_circular=False), encoding="utf-8")
+    path.write_bytes(compact_json_bytes(obj))
 
 
 def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets):
