@@ -66,10 +66,17 @@ def timed(into: list):
     """Appends (wall, user CPU, system CPU) seconds of this process. User CPU is the converter's
     own work and the steadiest figure; system CPU is mostly the file system creating entries
     (Ultralytics: one label file per image; smallbox: a label file and an image link)."""
-    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    r0, t0 = cpu_times(), time.perf_counter()
     yield
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    into.append((time.perf_counter() - t0, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
+    r1 = cpu_times()
+    into.append((time.perf_counter() - t0, r1[0] - r0[0], r1[1] - r0[1]))
+
+
+def cpu_times() -> tuple[float, float]:
+    """User and system CPU seconds of this process and of its ended children (smallbox writes
+    most label files on a child process)."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + children.ru_utime, mine.ru_stime + children.ru_stime
 
 
 def settle():

@@ -262,3 +262,38 @@ def test_inspect_sets_aside_bad_images_with_their_boxes(tmp_path, dataset):
     with pytest.raises(SmallboxError) as e:
         load_coco(path, root)
     assert "smallbox fix" not in str(e.value) and "to fix by hand: image file not found (1)" in str(e.value)
+
+
+SOUND = {"id": 7, "image_id": 1, "category_id": 2, "bbox": [10, 20, 30, 40], "area": 1200, "iscrowd": 0}
+VARIANTS = [
+    {}, {"id": 0}, {"id": -3}, {"id": True}, {"id": 7.0}, {"id": "7"}, {"id": 5},  # 5 is taken below
+    {"image_id": 2}, {"image_id": 1.0}, {"image_id": True}, {"image_id": [1]},
+    {"category_id": 9}, {"category_id": 2.0}, {"category_id": False},
+    {"bbox": [10, 20, 30]}, {"bbox": (10, 20, 30, 40)}, {"bbox": [10, 20, 30, 40, 1]}, {"bbox": "10,20,30,40"},
+    {"bbox": [10, 20, 0, 40]}, {"bbox": [10, 20, -30, 40]}, {"bbox": [10, 20, 30, float("nan")]},
+    {"bbox": [float("inf"), 20, 30, 40]}, {"bbox": [-float("inf"), 20, 30, 40]}, {"bbox": [10, 20, True, 40]},
+    {"bbox": [10, "20", 30, 40]}, {"bbox": [-1e-7, 20, 30, 40]}, {"bbox": [-0.5, 20, 30, 40]},
+    {"bbox": [70, 20, 30, 40]}, {"bbox": [70.0000001, 20, 30, 40]}, {"bbox": [70.5, 20, 30, 40]}, {"bbox": [10, 60, 30, 40]},
+    {"bbox": [1e308, 20, 1e308, 40]}, {"area": 0}, {"area": -1}, {"area": float("nan")}, {"area": float("inf")},
+    {"area": True}, {"area": "1200"}, {"area": None}, {"iscrowd": 1}, {"iscrowd": None},
+]
+GONE = ["id", "image_id", "category_id", "bbox", "area", "iscrowd"]
+
+
+@pytest.mark.parametrize("change", VARIANTS + [{k: None} for k in GONE], ids=repr)
+def test_the_one_expression_check_passes_only_what_every_check_passes(change):
+    """``_is_sound_annotation`` spares the common case the full checks: it says sound exactly
+    where the full checks find nothing, and then records the id as used as they do."""
+    from smallbox.datasets.coco import _Checker, _is_sound_annotation
+
+    a = {**SOUND, **change}
+    for key, value in change.items():
+        if value is None and key in GONE:
+            del a[key]
+    images, categories = {1: (100, 100)}, {2, 3}
+    quick_seen, full_seen = {5: 1}, {5: 1}
+    checker = _Checker("ann.json", None, 1.0)
+    checker.check_annotation(0, a, images, categories, full_seen, renumber := [])
+    full_sound = not checker.problems and not renumber
+    assert _is_sound_annotation(a, quick_seen, images, categories) == full_sound
+    assert quick_seen == (full_seen if full_sound else {5: 1})  # else untouched: the full checks follow

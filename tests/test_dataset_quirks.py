@@ -255,6 +255,31 @@ def test_exif_photos_stop_convert_and_fix_sets_the_loaded_size(phone_photos, tmp
     assert compared == len(data["annotations"]) > 0
 
 
+def test_boxes_are_placed_on_the_image_as_loaded_not_as_the_json_says(phone_photos, tmp_path):
+    """The files are read while the boxes are checked against the json's sizes; where a file
+    disagrees, the boxes are checked again against the loaded size: a box inside the json's
+    480x640 but below the loaded 640x480 is outside, and boxes right of x = 480 (outside the
+    json's size, inside the loaded one) are not."""
+    from smallbox.datasets.coco import inspect_coco
+
+    data = copy.deepcopy(phone_photos["data"])
+    first = data["images"][0]
+    right_of_480 = [a for a in data["annotations"] if a["bbox"][0] + a["bbox"][2] > 480]
+    assert right_of_480  # outside the json's width: the first check flags them, the second must not
+    low = {"id": 10**6, "image_id": first["id"], "category_id": data["annotations"][0]["category_id"],
+           "bbox": [0, 460, 40, 80], "area": 3200, "iscrowd": 0}
+    data["annotations"].append(low)
+    ann = tmp_path / "phone-low.json"
+    ann.write_text(json.dumps(data))
+
+    dataset = inspect_coco(ann, phone_photos["images"])
+    outside = [p for p in dataset.problems if p.section == "annotations"]
+    assert [(p.kind, p.id) for p in outside] == [("box_outside", low["id"])]
+    assert "outside the 640x480 image by 60 px" in outside[0].message
+    assert sum(p.kind == "image_size_swapped" for p in dataset.problems) == len(data["images"])
+    assert len(dataset.annotations) == len(data["annotations"]) - 1
+
+
 def test_every_quirk_at_once_eda_fix_then_eval_and_convert(quirky, tmp_path, capsys):
     """The issue's "done when": a json with every quirk gets its report and plots from eda, its
     repairs and change log from fix; eval and convert refuse it naming the repair, and take the

@@ -14,6 +14,7 @@ Only an unreadable file (not json, or not an object with ``images``, ``annotatio
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import posixpath
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..childprocess import on_child_process
 from ..errors import SmallboxError
 from ..fileio import paused_gc, read_json
 from .imagefiles import image_size
@@ -251,6 +253,18 @@ def _is_sound_annotation(a, seen: dict, images: dict, categories: set) -> bool:
     return True
 
 
+def _file_sizes(root: Path, file_names: list[str]) -> list:
+    """Each image's ``(width, height)`` as Ultralytics loads it, or the ``SmallboxError`` of
+    reading it."""
+    sizes = []
+    for name in file_names:
+        try:
+            sizes.append(image_size(os.path.join(root, name)))
+        except SmallboxError as e:
+            sizes.append(e)
+    return sizes
+
+
 def _where(i: int, a: dict) -> str:
     """How a message names annotation ``i``: its id (or position) and its image."""
     return f"annotation {a.get('id', f'#{i}')} (image {a.get('image_id')})"
@@ -287,21 +301,37 @@ class _Checker:
         self.add(kind, message, section, index, id_)
 
     def run(self, data: dict):
-        images = self.check_images(data["images"])
+        images, on_disk = self.check_images(data["images"])
         categories = self.check_categories(data["categories"])
-        self.check_annotations(data["annotations"], images, categories)
+        if not on_disk:
+            self.check_annotations(data["annotations"], images, categories)
+        else:
+            # The files are read on a child process while the annotations are checked against
+            # the json's sizes; where a file disagrees (rare), they are checked again.
+            sizes = functools.partial(_file_sizes, self.image_root, [im["file_name"] for _, im in on_disk])
+            with on_child_process(sizes, "reading image headers") as file_sizes:
+                mark = len(self.problems)
+                self.check_annotations(data["annotations"], images, categories)
+                disagreeing = [(i, im, size) for (i, im), size in zip(on_disk, file_sizes()) if size != (im["width"], im["height"])]
+            if disagreeing:
+                self.forget_annotation_checks(mark)
+                self.check_image_files(disagreeing, images)
+                self.check_annotations(data["annotations"], images, categories)  # against the loaded sizes
         self.problems.sort(key=lambda p: (SECTIONS.index(p.section), p.index))  # file order (renumbering comes last)
 
-    def check_images(self, images: list) -> dict:
-        """``{image id: (width, height)}`` of the usable images, sizes as repaired."""
-        by_id = {}
+    def check_images(self, images: list) -> tuple[dict, list]:
+        """``{image id: (width, height)}`` of the usable images as the json says, and the
+        ``(index, image)`` pairs whose file is to be compared with it (with an image root)."""
+        by_id, on_disk = {}, []
         for i, im in enumerate(images):
             size = self.check_image(i, im, by_id)
             if size is not None:
                 by_id[im["id"]] = size
+                if self.image_root is not None:
+                    on_disk.append((i, im))
             elif isinstance(im, dict) and _is_int(im.get("id")) and im["id"] not in by_id:
                 self.rejected_ids.add(im["id"])
-        return by_id
+        return by_id, on_disk
 
     def check_image(self, i: int, im, by_id: dict) -> tuple | None:
         if not isinstance(im, dict):
@@ -319,9 +349,25 @@ class _Checker:
             return self.reject("bad_image_size", f"{where} has width/height {width}/{height}", "images", i, image_id)
         if not self.check_file_name(i, where, im):
             return None
-        if self.image_root is None:
-            return width, height
-        return self.check_image_file(i, where, im)
+        return width, height
+
+    def forget_annotation_checks(self, mark: int):
+        """Undo ``check_annotations`` (its problems were recorded after ``mark``)."""
+        del self.problems[mark:]
+        self.rejected["annotations"].clear()
+        self.left_out["annotations"].clear()
+        self.set_aside["annotations"].clear()
+
+    def check_image_files(self, disagreeing: list, images: dict):
+        """Record the problem of each image whose file disagrees with the json; ``images`` gets
+        the size a swapped one is repaired to, and loses a rejected one."""
+        for i, im, size in disagreeing:
+            repaired_size = self.check_image_file(i, f"image {im['id']}", im, size)
+            if repaired_size is None:
+                del images[im["id"]]
+                self.rejected_ids.add(im["id"])
+            else:
+                images[im["id"]] = repaired_size
 
     def check_file_name(self, i: int, where: str, im: dict) -> bool:
         name = im["file_name"]
@@ -336,16 +382,16 @@ class _Checker:
         self.reject("bad_file_name", problem, "images", i, im["id"])
         return False
 
-    def check_image_file(self, i: int, where: str, im: dict) -> tuple | None:
-        """The json's width/height against the file as Ultralytics loads it: labels are
-        normalised by these numbers, so a swapped pair would stretch every box."""
+    def check_image_file(self, i: int, where: str, im: dict, size) -> tuple | None:
+        """The json's width/height against the file's ``size`` as Ultralytics loads it (or the
+        error reading it): labels are normalised by these numbers, so a swapped pair would
+        stretch every box."""
         path = os.path.join(self.image_root, im["file_name"])
-        try:
-            width, height = image_size(path)
-        except SmallboxError as e:
+        if isinstance(size, SmallboxError):
             if not os.path.isfile(path):
                 return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])
-            return self.reject("unreadable_image", f"{where}: {e}", "images", i, im["id"])
+            return self.reject("unreadable_image", f"{where}: {size}", "images", i, im["id"])
+        width, height = size
         if (width, height) == (im["width"], im["height"]):
             return width, height
         said = f"{where} says {im['width']}x{im['height']} but {path} loads as {width}x{height}"

@@ -21,16 +21,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import multiprocessing
 import os
 import shutil
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ..childprocess import on_child_process
 from ..errors import SmallboxError
 from ..fileio import atomic_folder, compact_json_bytes, paused_gc
 from .buckets import SizeBuckets
@@ -93,8 +92,7 @@ def convert_to_yolo(
     out = Path(out).absolute()
     _check_replaceable(out)
     splits, warnings = _main_splits(train, val, val_fraction, seed)
-    names = {r.name for r in area_ranges}
-    if len(names) != len(area_ranges):
+    if len({r.name for r in area_ranges}) != len(area_ranges):
         raise SmallboxError("--split names must be unique")
     for r in area_ranges:
         for base in splits[:2]:
@@ -107,13 +105,12 @@ def convert_to_yolo(
     boxes = {split.name: label_boxes(split.data, category_ids) for split in splits}
     placer = _ImagePlacer(placement)
     with atomic_folder(out) as tmp:
-        labels = _LabelFiles(tmp / "labels", splits, names, boxes)
-        with labels.on_child_process():
+        with _LabelFiles(tmp / "labels", splits, names, boxes).on_child_process() as write_other_labels:
             with tqdm(total=sum(len(n) for n in names.values()), desc="convert", unit="img", disable=not progress) as bar:
                 for split in splits:
                     placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
                     _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
-            rows = labels.write_rest()
+            rows = write_other_labels()
         _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges, bucket_sets)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
@@ -193,24 +190,28 @@ def _stem_key(file_name: str) -> str:
 def label_boxes(data: dict, category_ids: list[int]) -> dict[int, list[tuple]]:
     """``{image id: [(class, cx, cy, w, h), ...]}`` for images with at least one non-crowd box,
     in annotation order (``label_text`` prints them). A class is the position of its category id
-    in ``category_ids`` (ascending)."""
+    in ``category_ids`` (ascending).
+
+    Boxes go ``xywh_abs`` -> ``cxcywh_norm`` with the float64 operations of Ultralytics'
+    ``convert_coco`` (``box[:2] += box[2:] / 2; box[[0, 2]] /= w; box[[1, 3]] /= h``) and of
+    ``boxes.xywh_abs_to_cxcywh_norm``, so the printed digits are the same. Plain floats in one
+    loop rather than arrays or a function per box: the round trip through numpy cost more than
+    the arithmetic (0.26 s against 0.17 s of CPU for 100k boxes), a call per box a third more."""
     size = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
     class_index = {c: i for i, c in enumerate(category_ids)}
     by_image: dict[int, list[tuple]] = {}
     for a in data["annotations"]:
-        if not a.get("iscrowd"):
-            by_image.setdefault(a["image_id"], []).append((class_index[a["category_id"]], *_cxcywh_norm(a["bbox"], *size[a["image_id"]])))
+        if a.get("iscrowd"):
+            continue
+        image_id = a["image_id"]
+        (x, y, w, h), (width, height) = a["bbox"], size[image_id]
+        row = (class_index[a["category_id"]], (x + w / 2) / width, (y + h / 2) / height, w / width, h / height)
+        rows = by_image.get(image_id)
+        if rows is None:
+            by_image[image_id] = [row]
+        else:
+            rows.append(row)
     return by_image
-
-
-def _cxcywh_norm(xywh_abs: list, width, height) -> tuple[float, float, float, float]:
-    """One box, ``xywh_abs`` -> ``cxcywh_norm``, with the float64 operations of Ultralytics'
-    ``convert_coco`` (``box[:2] += box[2:] / 2; box[[0, 2]] /= w; box[[1, 3]] /= h``) and of
-    ``boxes.xywh_abs_to_cxcywh_norm``, so the printed digits are the same. Plain floats rather
-    than arrays: the round trip through numpy cost more than the arithmetic (0.26 s against
-    0.17 s of CPU for the labels of 100k boxes)."""
-    x, y, w, h = xywh_abs
-    return (x + w / 2) / width, (y + h / 2) / height, w / width, h / height
 
 
 def label_text(rows: list[tuple]) -> str:
@@ -222,63 +223,26 @@ def label_text(rows: list[tuple]) -> str:
 
 
 class _LabelFiles:
-    """labels/<split>/<stem>.txt of every split, one per image (an empty one for a negative),
-    written by two processes: a forked child writes the first ``CHILD_SHARE`` of each split's
-    files while this process places the images and writes the json, then the rest.
-
-    Why a process: formatting labels holds Python's GIL and creating files is kernel time; in
-    one process a thread coming back from each system call waits for the GIL while another
-    computes, so threads ran no faster than one. The child shares the split data with this
-    process (copy-on-write) and sends back only its row counts. Where fork is unavailable
-    (Windows), or other threads run in this process (fork copies only the calling thread, with
-    whatever locks the others hold), this process writes every file: the same files, slower."""
+    """labels/<split>/<stem>.txt of every split, one per image (an empty one for a negative).
+    A forked child (``childprocess``) writes the first ``CHILD_SHARE`` of each split's files
+    while this process places the images and writes the json, then the rest (``write_rest``)."""
 
     CHILD_SHARE = 0.8  # this process also places every image and writes the json: ~0.25 s per 14k images
 
     def __init__(self, folder: Path, splits: list[Split], names: dict[str, dict[int, str]], boxes: dict[str, dict[int, list]]):
         self.folder, self.splits, self.names, self.boxes = folder, splits, names, boxes
-        self.child = self.receive = None
-        self.rows = {split.name: 0 for split in splits}
-        self.done = 0.0  # the share of each split's files written or handed to the child
         for split in splits:
             os.makedirs(folder / split.name)
 
     @contextlib.contextmanager
     def on_child_process(self):
-        """The child writes its share during the block; ``write_rest`` (inside it) waits for the
-        child and raises its error; leaving the block early stops the child."""
-        if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-            context = multiprocessing.get_context("fork")
-            self.receive, send = context.Pipe(duplex=False)
-            job = functools.partial(self.write, 0.0, self.CHILD_SHARE)
-            self.child = context.Process(target=_run_and_send, args=(job, send), name="smallbox-labels", daemon=True)
-            self.child.start()
-            send.close()
-            self.done = self.CHILD_SHARE
-        try:
-            yield
-        finally:
-            if self.child is not None:
-                if self.child.is_alive():
-                    self.child.terminate()
-                self.child.join()
-                self.receive.close()
-
-    def write_rest(self) -> dict[str, int]:
-        """This process's share, then the child's counts: rows written per split."""
-        mine = self.write(self.done, 1.0)
-        theirs = self.child_rows() if self.child is not None else {}
-        return {name: mine[name] + theirs.get(name, 0) for name in mine}
-
-    def child_rows(self) -> dict[str, int]:
-        try:
-            outcome, value = self.receive.recv()
-        except EOFError:
-            raise SmallboxError(f"the process writing label files ended (exit code {self.child.exitcode}) "
-                                "without a result: killed, out of memory?") from None
-        if outcome == "error":
-            raise value
-        return value
+        """Yields ``write_rest``, which writes this process's share and returns the rows written
+        per split; leaving the block before it stops the child."""
+        with on_child_process(functools.partial(self.write, 0.0, self.CHILD_SHARE), "writing label files") as child_rows:
+            def write_rest() -> dict[str, int]:
+                mine, theirs = self.write(self.CHILD_SHARE, 1.0), child_rows()
+                return {name: mine[name] + theirs[name] for name in mine}
+            yield write_rest
 
     def write(self, start: float, stop: float) -> dict[str, int]:
         """The files of images ``[start, stop)`` (shares of each split); rows written per split."""
@@ -291,27 +255,24 @@ class _LabelFiles:
                 for image in images[round(len(images) * start):round(len(images) * stop)]:
                     text = label_text(boxes[image["id"]]) if image["id"] in boxes else ""
                     written += text.count("\n")
-                    fd = os.open(label_name(names[image["id"]]), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=into)
-                    try:
-                        os.write(fd, text.encode("utf-8"))
-                    finally:
-                        os.close(fd)
+                    _create_file(into, label_name(names[image["id"]]), text.encode("utf-8"), self.folder / split.name)
             finally:
                 os.close(into)
             rows[split.name] = written
         return rows
 
 
-def _run_and_send(job, send):
-    """In the child: the job's result, or the exception it raised, goes back through ``send``."""
+def _create_file(into: int, name: str, content: bytes, folder: Path):
+    """A new file ``name`` in the open folder ``into`` (whose path is ``folder``: an error names
+    the whole path, not the name alone)."""
     try:
-        message = ("ok", job())
-    except BaseException as e:  # Ctrl-C too: the parent re-raises it
-        message = ("error", e)
-    try:
-        send.send(message)
-    except Exception:  # an exception that does not pickle
-        send.send(("error", RuntimeError(f"writing the label files failed: {message[1]!r}")))
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=into)
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(folder / name)) from None
 
 
 class _ImagePlacer:
