@@ -7,9 +7,9 @@ faster than one (``bench/bench_convert.py``). A forked child has its own GIL, an
 process's data as it was at the fork (copy-on-write): nothing is sent to it, only its result
 comes back through a pipe.
 
-Where fork is unavailable (Windows), or other threads run in this process (fork copies only the
-calling thread, with whatever locks the others hold), the work runs here when its result is
-asked for: the same result, later.
+Where fork is unavailable or unsafe (Windows, macOS), or other threads run in this process (fork
+copies only the calling thread, with whatever locks the others hold), the work runs here when
+its result is asked for: the same result, later.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ T = TypeVar("T")
 
 
 def can_fork() -> bool:
-    """Fork is available and no other thread runs here (tqdm's idle monitor is stopped first)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    """On Linux, with no other thread running here (tqdm's idle monitor is stopped first). Not on
+    macOS, where Python itself stopped forking by default: system libraries there may crash a
+    forked child."""
+    if not sys.platform.startswith("linux"):
         return False
     _stop_idle_tqdm_monitor()
     return threading.active_count() == 1
