@@ -14,15 +14,21 @@ its result is asked for: the same result, later.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import pickle
+import signal
 import sys
 import threading
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
 from .errors import SmallboxError
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def can_fork() -> bool:
@@ -63,7 +69,7 @@ def on_child_process(job: Callable[[], T], what: str) -> Iterator[Callable[[], T
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_run_and_send, args=(job, send), name=f"smallbox: {what}", daemon=True)
+    child = context.Process(target=_run_and_send, args=(job, send, what, os.getpid()), name=f"smallbox: {what}", daemon=True)
     child.start()
     send.close()
 
@@ -86,13 +92,39 @@ def on_child_process(job: Callable[[], T], what: str) -> Iterator[Callable[[], T
         receive.close()
 
 
-def _run_and_send(job, send):
-    """In the child: the job's value, or the exception it raised, goes back through ``send``."""
+def _run_and_send(job, send, what: str, parent: int):
+    """In the child: the job's value, or the exception it raised, goes back through ``send``.
+    Ctrl-C is left to the parent, which stops the child; and the child ends with its parent,
+    however that ends (even killed), rather than writing on into a folder nobody will keep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent(parent)
     try:
         message = ("ok", job())
-    except BaseException as e:  # Ctrl-C too: the parent re-raises it
-        message = ("error", e)
+    except BaseException as e:  # an explicit KeyboardInterrupt too: the parent re-raises it
+        message = ("error", _sendable(e))
     try:
         send.send(message)
-    except Exception:  # a value or exception that does not pickle
-        send.send(("error", RuntimeError(f"{message[1]!r}")))
+    except Exception as e:  # a value that does not pickle
+        send.send(("error", RuntimeError(f"{what}: the result could not be sent back ({type(e).__name__}: {e})")))
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """``error`` with the child's traceback as a note (shown where a traceback is printed), or,
+    where it would not come back whole through pickle, a RuntimeError saying what it was."""
+    if hasattr(error, "add_note"):  # Python 3.11
+        error.add_note("raised on the child process:\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _end_with_parent(parent: int):
+    """Linux: SIGKILL this process when its parent ends (prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before prctl
+        os._exit(1)

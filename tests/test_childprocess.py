@@ -87,3 +87,62 @@ def test_an_idle_tqdm_monitor_does_not_keep_the_work_from_forking():
     with tqdm(total=1, file=io.StringIO()) as bar:  # and tqdm starts a new monitor with the next bar
         bar.update(1)
         assert tqdm.monitor is not None and tqdm.monitor.is_alive()
+
+
+def test_an_exception_that_would_not_come_back_whole_is_said_in_a_runtime_error():
+    class NeedsTwo(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a} and {b}")
+
+    def fail():
+        raise NeedsTwo("x", "y")
+
+    with on_child_process(fail, "failing") as result, pytest.raises(RuntimeError, match="NeedsTwo: x and y"):
+        result()
+
+
+def test_the_childs_traceback_comes_back_as_a_note():
+    def fail():
+        raise ValueError("deep in the child")
+
+    with on_child_process(fail, "failing") as result, pytest.raises(ValueError) as raised:
+        result()
+    notes = "".join(getattr(raised.value, "__notes__", []))
+    assert "raised on the child process" in notes and "in fail" in notes
+
+
+def test_the_child_ends_with_its_parent_even_a_killed_one(tmp_path):
+    """A parent killed mid-way (kill -9) leaves no child writing on into its temporary folder."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    script = f"""
+import os, time
+from smallbox.childprocess import on_child_process
+def work():
+    open({str(pid_file)!r}, "w").write(str(os.getpid()))
+    time.sleep(60)
+with on_child_process(work, "sleeping") as result:
+    result()
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    for _ in range(100):
+        if not _running(child):
+            break
+        time.sleep(0.05)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

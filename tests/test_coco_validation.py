@@ -276,11 +276,12 @@ VARIANTS = [
     {"bbox": [70, 20, 30, 40]}, {"bbox": [70.0000001, 20, 30, 40]}, {"bbox": [70.5, 20, 30, 40]}, {"bbox": [10, 60, 30, 40]},
     {"bbox": [1e308, 20, 1e308, 40]}, {"area": 0}, {"area": -1}, {"area": float("nan")}, {"area": float("inf")},
     {"area": True}, {"area": "1200"}, {"area": None}, {"iscrowd": 1}, {"iscrowd": None},
+    {"area": 10**400}, {"bbox": [0, 0, 10**400, 1]}, {"bbox": [10, 20, 30, -(10**400)]}, {"id": 10**400},
 ]
 GONE = ["id", "image_id", "category_id", "bbox", "area", "iscrowd"]
 
 
-@pytest.mark.parametrize("change", VARIANTS + [{k: None} for k in GONE], ids=repr)
+@pytest.mark.parametrize("change", VARIANTS + [{k: None} for k in GONE], ids=lambda c: repr(c)[:40])
 def test_the_one_expression_check_passes_only_what_every_check_passes(change):
     """``_is_sound_annotation`` spares the common case the full checks: it says sound exactly
     where the full checks find nothing, and then records the id as used as they do."""
@@ -297,3 +298,30 @@ def test_the_one_expression_check_passes_only_what_every_check_passes(change):
     full_sound = not checker.problems and not renumber
     assert _is_sound_annotation(a, quick_seen, images, categories) == full_sound
     assert quick_seen == (full_seen if full_sound else {5: 1})  # else untouched: the full checks follow
+
+
+def test_a_duplicate_image_id_is_judged_as_before_when_the_first_file_is_missing(tmp_path, dataset):
+    """The files are read while everything else is checked; where a file disagrees, everything is
+    checked again one image at a time, so the outcome is that of checking in file order: an image
+    set aside for its file frees its id, and a later entry with that id is the image."""
+    data, root = dataset
+    first = data["images"][0]
+    data["images"].insert(0, {**first, "file_name": "missing.png"})
+    found = inspect_coco(_write(tmp_path, data), root)
+    assert [(p.kind, p.index) for p in found.problems] == [("image_not_found", 0)]
+    assert [im["file_name"] for im in found.images] == [im["file_name"] for im in data["images"][1:]]
+    assert len(found.annotations) == len(data["annotations"])
+
+
+def test_sizes_in_messages_and_repairs_are_the_files_not_the_jsons_floats(tmp_path, dataset):
+    data, root = dataset
+    image = data["images"][0]
+    image["width"], image["height"] = float(image["width"]), float(image["height"])
+    box = {"id": 10**6, "image_id": image["id"], "category_id": data["annotations"][0]["category_id"],
+           "bbox": [600, 0, 40.5, 10], "area": 405.0, "iscrowd": 0}
+    data["annotations"].append(box)
+    found = inspect_coco(_write(tmp_path, data), root)
+    (problem,) = found.problems
+    assert "outside the 640x640 image by 0.5 px" in problem.message
+    assert problem.change == {"bbox": [600, 0, 40, 10], "area": 400}
+    assert [type(v) for v in problem.change["bbox"]] == [int] * 4

@@ -18,6 +18,7 @@ import functools
 import math
 import os
 import posixpath
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,16 +221,17 @@ def _is_int(x) -> bool:
 
 
 _NUMBER_TYPES = (int, float)  # what json gives; bool is excluded by the exact type test
+FLOAT_MAX = sys.float_info.max  # NaN and infinities fail a comparison with it
 
 
 def _is_number(x) -> bool:
-    return type(x) in _NUMBER_TYPES and math.isfinite(x)
+    """A finite number: a json int too, if a float can hold it (``math.isfinite`` overflows on a
+    larger one; none is a size in pixels)."""
+    return type(x) in _NUMBER_TYPES and -FLOAT_MAX <= x <= FLOAT_MAX
 
 
 def _is_box(b) -> bool:
-    """Four finite numbers (one ``isfinite`` of the sum: a sum of finite numbers is finite, short
-    of overflowing 1e308, far outside any image)."""
-    return type(b) is list and len(b) == 4 and all(type(v) in _NUMBER_TYPES for v in b) and math.isfinite(sum(b))
+    return type(b) is list and len(b) == 4 and all(_is_number(v) for v in b)
 
 
 def _is_sound_annotation(a, seen: dict, images: dict, categories: set) -> bool:
@@ -243,7 +245,7 @@ def _is_sound_annotation(a, seen: dict, images: dict, categories: set) -> bool:
     size = images.get(image_id) if type(image_id) is int else None
     if not (type(aid) is int and aid != 0 and aid not in seen and size is not None and type(box) is list and len(box) == 4
             and type(a.get("category_id")) is int and a["category_id"] in categories
-            and type(area) in _NUMBER_TYPES and 0 < area < math.inf and "iscrowd" in a):
+            and type(area) in _NUMBER_TYPES and 0 < area <= FLOAT_MAX and "iscrowd" in a):
         return False
     x, y, w, h = box
     if not (type(x) in _NUMBER_TYPES and type(y) in _NUMBER_TYPES and type(w) in _NUMBER_TYPES and type(h) in _NUMBER_TYPES
@@ -265,6 +267,17 @@ def _file_sizes(root: Path, file_names: list[str]) -> list:
     return sizes
 
 
+def _file_name_problem(name) -> str | None:
+    """What is wrong with a ``file_name``, or None."""
+    if not isinstance(name, str) or not name:
+        return f"file_name {name!r}"
+    if name[0] in "/\\" or name[1:2] == ":":
+        return f"an absolute file_name {name!r}"
+    if ".." in name and posixpath.normpath(name.replace("\\", "/")).split("/")[0] == "..":
+        return f"a file_name escaping the image root: {name!r}"
+    return None
+
+
 def _where(i: int, a: dict) -> str:
     """How a message names annotation ``i``: its id (or position) and its image."""
     return f"annotation {a.get('id', f'#{i}')} (image {a.get('image_id')})"
@@ -278,6 +291,12 @@ class _Checker:
 
     def __init__(self, path: Path, image_root: Path | None, tolerance: float):
         self.path, self.image_root, self.tolerance = path, image_root, tolerance
+        self.file_sizes: dict | None = None  # image index -> its file's size (or read error); None: taken to agree
+        self.trusted: list[tuple[int, dict]] = []  # (index, image) whose file was taken to agree with the json
+        self.forget()
+
+    def forget(self):
+        """Back to no problem recorded."""
         self.problems: list[Problem] = []
         self.rejected: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
         self.left_out: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
@@ -301,37 +320,41 @@ class _Checker:
         self.add(kind, message, section, index, id_)
 
     def run(self, data: dict):
-        images, on_disk = self.check_images(data["images"])
+        """Every check, in file order. With an image root, the files are read on a child process
+        while everything is checked taking each file to agree with its json entry; where one does
+        not, or where the json's size is not an integer (the file's would stand in the messages
+        and repairs), everything is checked again with the files' sizes: the first pass is only
+        kept where the second would give the same."""
+        if self.image_root is None:
+            return self.check_all(data)
+        to_read = [(i, im["file_name"]) for i, im in enumerate(data["images"])
+                   if isinstance(im, dict) and isinstance(im.get("file_name"), str) and _file_name_problem(im["file_name"]) is None]
+        job = functools.partial(_file_sizes, self.image_root, [name for _, name in to_read])
+        with on_child_process(job, "reading image headers") as read:
+            self.check_all(data)
+            sizes = dict(zip((i for i, _ in to_read), read()))
+        if not all(sizes[i] == (im["width"], im["height"]) and type(im["width"]) is int and type(im["height"]) is int
+                   for i, im in self.trusted):
+            self.forget()
+            self.file_sizes = sizes
+            self.check_all(data)  # again, with the files' sizes
+
+    def check_all(self, data: dict):
+        images = self.check_images(data["images"])
         categories = self.check_categories(data["categories"])
-        if not on_disk:
-            self.check_annotations(data["annotations"], images, categories)
-        else:
-            # The files are read on a child process while the annotations are checked against
-            # the json's sizes; where a file disagrees (rare), they are checked again.
-            sizes = functools.partial(_file_sizes, self.image_root, [im["file_name"] for _, im in on_disk])
-            with on_child_process(sizes, "reading image headers") as file_sizes:
-                mark = len(self.problems)
-                self.check_annotations(data["annotations"], images, categories)
-                disagreeing = [(i, im, size) for (i, im), size in zip(on_disk, file_sizes()) if size != (im["width"], im["height"])]
-            if disagreeing:
-                self.forget_annotation_checks(mark)
-                self.check_image_files(disagreeing, images)
-                self.check_annotations(data["annotations"], images, categories)  # against the loaded sizes
+        self.check_annotations(data["annotations"], images, categories)
         self.problems.sort(key=lambda p: (SECTIONS.index(p.section), p.index))  # file order (renumbering comes last)
 
-    def check_images(self, images: list) -> tuple[dict, list]:
-        """``{image id: (width, height)}`` of the usable images as the json says, and the
-        ``(index, image)`` pairs whose file is to be compared with it (with an image root)."""
-        by_id, on_disk = {}, []
+    def check_images(self, images: list) -> dict:
+        """``{image id: (width, height)}`` of the usable images, sizes as repaired."""
+        by_id = {}
         for i, im in enumerate(images):
             size = self.check_image(i, im, by_id)
             if size is not None:
                 by_id[im["id"]] = size
-                if self.image_root is not None:
-                    on_disk.append((i, im))
             elif isinstance(im, dict) and _is_int(im.get("id")) and im["id"] not in by_id:
                 self.rejected_ids.add(im["id"])
-        return by_id, on_disk
+        return by_id
 
     def check_image(self, i: int, im, by_id: dict) -> tuple | None:
         if not isinstance(im, dict):
@@ -347,46 +370,21 @@ class _Checker:
         width, height = im["width"], im["height"]
         if not (_is_number(width) and _is_number(height) and width > 0 and height > 0):
             return self.reject("bad_image_size", f"{where} has width/height {width}/{height}", "images", i, image_id)
-        if not self.check_file_name(i, where, im):
-            return None
-        return width, height
+        problem = _file_name_problem(im["file_name"])
+        if problem is not None:
+            return self.reject("bad_file_name", f"{where} has {problem}", "images", i, image_id)
+        if self.image_root is None:
+            return width, height
+        if self.file_sizes is None:
+            self.trusted.append((i, im))
+            return width, height
+        return self.check_image_file(i, where, im)
 
-    def forget_annotation_checks(self, mark: int):
-        """Undo ``check_annotations`` (its problems were recorded after ``mark``)."""
-        del self.problems[mark:]
-        self.rejected["annotations"].clear()
-        self.left_out["annotations"].clear()
-        self.set_aside["annotations"].clear()
-
-    def check_image_files(self, disagreeing: list, images: dict):
-        """Record the problem of each image whose file disagrees with the json; ``images`` gets
-        the size a swapped one is repaired to, and loses a rejected one."""
-        for i, im, size in disagreeing:
-            repaired_size = self.check_image_file(i, f"image {im['id']}", im, size)
-            if repaired_size is None:
-                del images[im["id"]]
-                self.rejected_ids.add(im["id"])
-            else:
-                images[im["id"]] = repaired_size
-
-    def check_file_name(self, i: int, where: str, im: dict) -> bool:
-        name = im["file_name"]
-        if not isinstance(name, str) or not name:
-            problem = f"{where} has file_name {name!r}"
-        elif name[0] in "/\\" or name[1:2] == ":":
-            problem = f"{where} has an absolute file_name {name!r}"
-        elif ".." in name and posixpath.normpath(name.replace("\\", "/")).split("/")[0] == "..":
-            problem = f"{where} has a file_name escaping the image root: {name!r}"
-        else:
-            return True
-        self.reject("bad_file_name", problem, "images", i, im["id"])
-        return False
-
-    def check_image_file(self, i: int, where: str, im: dict, size) -> tuple | None:
-        """The json's width/height against the file's ``size`` as Ultralytics loads it (or the
-        error reading it): labels are normalised by these numbers, so a swapped pair would
-        stretch every box."""
+    def check_image_file(self, i: int, where: str, im: dict) -> tuple | None:
+        """The json's width/height against the file as Ultralytics loads it: labels are
+        normalised by these numbers, so a swapped pair would stretch every box."""
         path = os.path.join(self.image_root, im["file_name"])
+        size = self.file_sizes[i] if i in self.file_sizes else _file_sizes(self.image_root, [im["file_name"]])[0]
         if isinstance(size, SmallboxError):
             if not os.path.isfile(path):
                 return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])
