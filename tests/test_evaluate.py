@@ -16,6 +16,7 @@ from smallbox.datasets import SizeBuckets, load_coco
 from smallbox.errors import SmallboxError
 from smallbox.evaluate import METRIC_KEYS, evaluate
 from smallbox.predictions import load_predictions
+from yolo_helpers import pycocotools_stats
 
 
 def _read_preds(path):
@@ -23,24 +24,10 @@ def _read_preds(path):
         return json.load(f)
 
 
-def _pycocotools_stats(gt_path, preds, area_ranges=None):
-    """``COCOeval.summarize()`` stats, optionally with other area ranges (all, s, m, l)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        dt = gt.loadRes(copy.deepcopy(preds))
-        ev = COCOeval(gt, dt, "bbox")
-        if area_ranges is not None:
-            ev.params.areaRng = area_ranges
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
-
-
 @pytest.mark.parametrize("backend", ["faster", "pycocotools"])
 def test_coco_metrics_equal_pycocotools(backend, deeppcb_val, deeppcb_predictions):
     for pred_path in deeppcb_predictions:
-        expected = _pycocotools_stats(deeppcb_val, _read_preds(pred_path))
+        expected = pycocotools_stats(deeppcb_val, _read_preds(pred_path))
         result = evaluate(deeppcb_val, pred_path, backend=backend)
         got = np.array([result[k] for k in METRIC_KEYS])
         np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
@@ -55,7 +42,7 @@ def test_custom_and_fitted_ranges_equal_pycocotools(deeppcb_val, deeppcb_predict
     result = evaluate(gt, preds, [fitted, custom])
     for b in (fitted, custom):
         t0, t1 = b.thresholds
-        stats = _pycocotools_stats(deeppcb_val, preds, [[0, 1e10], [0, t0], [t0, t1], [t1, 1e10]])
+        stats = pycocotools_stats(deeppcb_val, preds, [[0, 1e10], [0, t0], [t0, t1], [t1, 1e10]])
         got = result["buckets"][b.name]
         np.testing.assert_allclose([got["AP_small"], got["AP_medium"], got["AP_large"]], stats[3:6], atol=1e-6)
         np.testing.assert_allclose([got["AR_small"], got["AR_medium"], got["AR_large"]], stats[9:12], atol=1e-6)
