@@ -5,6 +5,7 @@ option, or works as an argparse ``type=`` (argparse then prints the usage and ex
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -71,6 +72,8 @@ def number(kind, low=None, high=None, low_open: bool = False):
             x = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(x):  # nan passes every comparison; inf is no limit the user can mean
+            raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
         too_low = low is not None and (x <= low if low_open else x < low)
         if too_low or (high is not None and x > high):
             raise argparse.ArgumentTypeError(f"{text}: must be {_range_text(low, high, low_open)}")

@@ -3,6 +3,7 @@ torchvision model, exported as COCO results with the original ids."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..datasets import SizeBuckets, load_coco
@@ -52,6 +53,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..adapters.predict_fn import load_predict_fn
+    from ..predictions.speed import speed_line
     from ..fusion.sliced import predict_sliced, slice_windows, tile_input_size
 
     slice_windows(1, 1, args.tile, args.overlap)  # bad --tile / --overlap fail before the model loads
@@ -59,6 +61,7 @@ def run(args) -> int:
     predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile, args.device, args.iou)
     category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
     preds, whole_preds = [], []
+    start = time.perf_counter()
     for image in tqdm(index.images, desc="slice", dynamic_ncols=True):
         pixels = _read_bgr(index.path(image))
         model = predict_fn
@@ -70,11 +73,13 @@ def run(args) -> int:
         boxes, scores, labels = predict_sliced(pixels, model, args.tile, args.overlap, not args.no_full,
                                                args.merge, args.match_metric, args.match_thr, whole=whole)
         preds += to_coco_results(boxes, scores, labels, image["id"], category_ids)
+    seconds = time.perf_counter() - start
     write_predictions(preds, args.out)
     if index.source == "folder":
         names = predict_fn.names
         write_images_json(Path(args.out).parent, index, [{"id": c, "name": names[i]} for i, c in enumerate(category_ids)])
     print(f"{len(preds)} boxes on {len(index.images)} images -> {args.out} ({index.note()})")
+    print(speed_line(len(index.images), seconds) + (" (includes the whole-image pass twice: --eval)" if args.eval else ""))
     if args.eval:
         from .ensemble import format_eval_rows
 

@@ -196,6 +196,12 @@ def _check_data(data: str) -> None:
         raise SmallboxError(f"data={data}: not a dataset YAML (give the data.yaml written by `smallbox convert`)")
 
 
+def check_model_value(value: str) -> None:
+    """A ``model=`` value as ``smallbox yolo train`` would accept it (the experiment matrix checks
+    its arms with this before any run starts)."""
+    _check_weights({"model": value})
+
+
 def _check_weights(args: dict) -> None:
     """model=, pretrained=, resume=: local files (a missing one is not downloaded); model= and
     resume= must be Ultralytics checkpoints, model YAMLs it can read, or exported models."""

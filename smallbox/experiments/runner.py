@@ -19,18 +19,21 @@ import concurrent.futures as cf
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SmallboxError
 from ..fileio import read_json, write_json_atomic
-from .ledger import FUSED, PREDICTIONS, WEIGHTS, Ledger, val_record
-from .matrix import Arm, Matrix
+from ..predictions.images import IMAGE_IDS_ENV
+from .ledger import FUSED, PREDICTIONS, WEIGHTS, Ledger, json_record
+from .matrix import NO_SELECT, Arm, Matrix
+
 
 _RUNNING: set = set()  # subprocesses of this process, stopped on an interrupt
 _LOCK = threading.Lock()
@@ -58,64 +61,159 @@ class Plan:
 # One pair
 
 
+@dataclass
+class Costs:
+    """Wall and CPU seconds of a run's phases (CPU: the subprocesses' user + system time, so a busy
+    machine inflates wall time but hardly the CPU time a run needed)."""
+
+    wall: dict = field(default_factory=dict)
+    cpu: dict = field(default_factory=dict)
+
+    def add(self, phase: str, wall: float, cpu: float) -> None:
+        self.wall[phase] = round(self.wall.get(phase, 0.0) + wall, 1)
+        self.cpu[phase] = round(self.cpu.get(phase, 0.0) + cpu, 1)
+
+
 def run_pair(plan: Plan, arm_name: str, seed: int) -> dict:
-    """Train, predict, score one (arm, seed) and write its ledger entry; returns the entry."""
+    """Train (unless the arm is inference-only), predict the report split, score it and write
+    the pair's ledger entry; returns the entry."""
     matrix, arm = plan.matrix, plan.matrix.arms[arm_name]
     _ROOT["root"] = str(plan.root)
     data = prepare_data(plan)
     run = f"{arm.name}-s{seed}"
     runs = plan.work / "runs"
-    args = {**arm.args, "seed": seed}
-    settings = {"model": arm.model, "args": args, "split": arm.split, "init_from": arm.init_from,
-                "fuse_with": arm.fuse_with, "pretrained": None, "evaluation": matrix.evaluation}
-    model, pretrained_note = _model_and_weights(plan, arm, seed, args)
-    settings["pretrained"] = pretrained_note
-    data_yaml = data / (f"data-{arm.split}.yaml" if arm.split else "data.yaml")
-    start = time.time()
-    _smallbox(["yolo", "train", f"model={model}", f"data={data_yaml}", *_kv(args), *_device(plan),
-               "deterministic=True", "plots=False", f"project={runs}", f"name={run}", "exist_ok=True"],
-              runs / f"{run}.log", {"SMALLBOX_FITNESS": matrix.fitness})
-    train_seconds = time.time() - start
-    best = runs / run / "weights" / "best.pt"
-    if not best.is_file():
-        raise SmallboxError(f"{run}: training ended without {best} (see {runs / f'{run}.log'})")
-    start = time.time()
-    e = matrix.evaluation
-    _smallbox(["yolo", "predict", f"model={best}", f"source={data / 'images' / 'val'}", f"imgsz={args.get('imgsz', 640)}",
-               f"conf={e['conf']}", f"iou={e['iou']}", f"max_det={e['max_det']}", *_device(plan), "save=False",
-               "verbose=False", f"project={runs}", f"name={run}-predict", "exist_ok=True"], runs / f"{run}-predict.log")
-    predict_seconds = time.time() - start
-    predictions = runs / f"{run}-predict" / "predictions.json"
+    costs = Costs()
+    folder = plan.ledger.entry_folder(arm.name, seed)
+    if arm.train:
+        checkpoint, trained = train_run(plan, arm, seed, data, runs / run, costs)
+    else:
+        checkpoint, trained = parent_checkpoint(plan, arm, seed)
+    predictions, inference = predict_report(plan, arm, checkpoint, trained["imgsz"], runs / f"{run}-predict", costs)
     metrics, fused = score(plan, data, predictions, arm, seed)
-    n_train = len(read_json(data / "annotations" / (f"train-{arm.split}.json" if arm.split else "train.json"))["images"])
-    epochs = _epochs_done(runs / run)
+    roles = {role: json_record(matrix.data[role], folder) if role != "select" or matrix.selects else NO_SELECT
+             for role in ("train", "select", "report")}
     entry = {"matrix": matrix.name, "arm": arm.name, "seed": seed, "scale": matrix.scale, "about": arm.about,
-             "settings": settings, "git": git_state(plan.root), "hardware": hardware(plan.device),
-             "wall_seconds": {"train": round(train_seconds, 1), "predict": round(predict_seconds, 1)},
-             "train_images_per_second": round(n_train * epochs / max(train_seconds, 1e-9), 2), "epochs_done": epochs,
-             **val_record(matrix.data["val"], plan.ledger.entry_folder(arm.name, seed)), "metrics": metrics,
-             "predictions": PREDICTIONS,
-             "fused": fused["metrics"] if fused else None, "weights": None, "weights_mb": round(best.stat().st_size / 2**20, 1)}
+             "settings": {**trained["settings"], "inference": inference, "evaluation": matrix.evaluation},
+             "git": git_state(plan.root), "hardware": hardware(plan.device),
+             "wall_seconds": costs.wall, "cpu_seconds": costs.cpu,
+             "predict_ms_per_image": inference.pop("ms_per_image", None),
+             "train_images_per_second": trained.get("images_per_second"), "epochs_done": trained.get("epochs_done", 0),
+             "data": roles, "checkpoint": trained["checkpoint"], "metrics": metrics, "predictions": PREDICTIONS,
+             "fused": fused["metrics"] if fused else None, "weights": None,
+             "weights_mb": round(checkpoint.stat().st_size / 2**20, 1)}
     files = {PREDICTIONS: _gzip_copy(predictions)}
     if fused:
         files[FUSED] = _gzip_json(fused["preds"], runs / f"{run}-fused.json.gz")
-    if entry["weights_mb"] <= matrix.keep_weights_mb:
-        files[WEIGHTS] = best
+    if arm.train and entry["weights_mb"] <= matrix.keep_weights_mb:
+        files[WEIGHTS] = checkpoint
         entry["weights"] = WEIGHTS
     plan.ledger.write(arm.name, seed, entry, files)
     plan.log(f"ledger: {arm.name} seed {seed}: AP {metrics['AP']:.3f} AP_small {metrics['AP_small']:.3f} "
-             f"({train_seconds / 60:.1f} min)")
+             f"(train {costs.cpu.get('train', 0) / 60:.1f} CPU-min)")
     return entry
+
+
+def train_run(plan: Plan, arm: Arm, seed: int, data: Path, run: Path, costs: Costs) -> tuple[Path, dict]:
+    """``smallbox yolo train`` of the pair: best.pt picked on the select split by the matrix's
+    fitness, or (``select: none``) the last epoch's weights (no validation until the last epoch)."""
+    matrix = plan.matrix
+    args = {**arm.args, "seed": seed}
+    model, pretrained_note = _model_and_weights(plan, arm, seed, args)
+    data_yaml = data / (f"data-{arm.split}.yaml" if arm.split else "data.yaml")
+    selection = [] if matrix.selects else ["val=False"]
+    _smallbox(["yolo", "train", f"model={model}", f"data={data_yaml}", *_kv(args), *selection, *_device(plan),
+               "deterministic=True", "plots=False", f"project={run.parent}", f"name={run.name}", "exist_ok=True"],
+              run.parent / f"{run.name}.log", {"SMALLBOX_FITNESS": matrix.fitness}, costs=costs, phase="train")
+    best = run / "weights" / "best.pt"
+    if not best.is_file():
+        raise SmallboxError(f"{run.name}: training ended without {best} (see {run.parent / f'{run.name}.log'})")
+    epochs = _epochs_done(run)
+    n_train = len(read_json(data / "annotations" / (f"train-{arm.split}.json" if arm.split else "train.json"))["images"])
+    if matrix.selects:
+        how = {"selected_by": f"{matrix.fitness} on the select split"
+                              + (f" (its {arm.split} boxes)" if arm.split else ""), "epoch": _best_epoch(run, matrix.fitness)}
+    else:
+        how = {"selected_by": "none: the last epoch of the fixed schedule", "epoch": epochs}
+    settings = {"model": arm.model, "args": args, "split": arm.split, "init_from": arm.init_from,
+                "fuse_with": arm.fuse_with, "fuse": arm.fuse or None, "pretrained": pretrained_note}
+    return best, {"settings": settings, "imgsz": int(args.get("imgsz", 640)), "epochs_done": epochs,
+                  "images_per_second": round(n_train * epochs / max(costs.wall.get("train", 0), 1e-9), 2),
+                  "checkpoint": {"file": "best.pt", **how}}
+
+
+def parent_checkpoint(plan: Plan, arm: Arm, seed: int) -> tuple[Path, dict]:
+    """An inference-only arm's weights: the checkpoint its ``init_from`` arm chose, same seed."""
+    parent = plan.ledger.get(arm.init_from, seed)
+    if parent is None:
+        raise SmallboxError(f"{arm.name} seed {seed}: needs {arm.init_from} seed {seed} in the ledger first")
+    weights = parent.weights or plan.work / "runs" / f"{arm.init_from}-s{seed}" / "weights" / "best.pt"
+    if not Path(weights).is_file():
+        raise SmallboxError(f"{arm.name} seed {seed}: the checkpoint of {arm.init_from} seed {seed} is neither in the "
+                            f"ledger nor at {weights}")
+    settings = {"model": None, "args": {}, "split": None, "init_from": arm.init_from, "fuse_with": arm.fuse_with,
+                "fuse": arm.fuse or None, "pretrained": f"{arm.init_from} seed {seed}'s checkpoint, not trained further"}
+    parent_args = (parent.data.get("settings") or {}).get("args") or {}
+    how = {"file": f"{arm.init_from}/seed{seed}/best.pt", "selected_by": f"{arm.init_from}: {parent.selected_by}",
+           "epoch": (parent.data.get("checkpoint") or {}).get("epoch")}
+    return Path(weights), {"settings": settings, "imgsz": int(parent_args.get("imgsz", 640)), "checkpoint": how}
+
+
+def predict_report(plan: Plan, arm: Arm, checkpoint: Path, trained_imgsz: int, out: Path, costs: Costs) -> tuple[Path, dict]:
+    """The checkpoint's predictions on the report split (original ids from the report json):
+    ``smallbox yolo predict`` at the training size or the arm's ``predict.imgsz``, or
+    ``smallbox slice`` with the arm's ``predict.slice`` options."""
+    e, report = plan.matrix.evaluation, plan.matrix.data["report"]
+    predictions = out / "predictions.json"
+    if "slice" in arm.predict:
+        options = arm.predict["slice"]
+        flags = [f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
+                 for k, v in options.items() if v is not False]
+        _smallbox(["slice", str(checkpoint), "--images", plan.matrix.data["images"], "--gt", report,
+                   "--out", str(predictions), f"--conf={e['conf']}", f"--iou={e['iou']}", *flags,
+                   *([f"--device={plan.device}"] if plan.device else [])],
+                  out.parent / f"{out.name}.log", costs=costs, phase="predict")
+        inference = {"how": "smallbox slice", "slice": dict(options), "trained_imgsz": trained_imgsz}
+    else:
+        imgsz = int(arm.predict.get("imgsz", trained_imgsz))
+        _smallbox(["yolo", "predict", f"model={checkpoint}", f"source={report_images(plan)}", f"imgsz={imgsz}",
+                   f"conf={e['conf']}", f"iou={e['iou']}", f"max_det={e['max_det']}", *_device(plan), "save=False",
+                   "verbose=False", f"project={out.parent}", f"name={out.name}", "exist_ok=True"],
+                  out.parent / f"{out.name}.log", {IMAGE_IDS_ENV: report}, costs=costs, phase="predict")
+        inference = {"how": "smallbox yolo predict", "imgsz": imgsz, "trained_imgsz": trained_imgsz}
+    inference["ms_per_image"] = _ms_per_image(out.parent / f"{out.name}.log")
+    return predictions, inference
+
+
+def _ms_per_image(log: Path) -> float | None:
+    """The predicting command's own timing line (model loading left out)."""
+    from ..predictions.speed import ms_per_image
+
+    return ms_per_image(log.read_text(encoding="utf-8", errors="replace")) if log.is_file() else None
+
+
+def _best_epoch(run: Path, fitness: str) -> int | None:
+    """The epoch best.pt comes from: the last row reaching the best value of the fitness column
+    (Ultralytics overwrites best.pt on a tie)."""
+    import csv
+
+    path = run / "results.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    column = fitness if rows and fitness in rows[0] else None
+    if column is None:
+        return None
+    values = [float(r[column]) for r in rows]
+    best = max(values)
+    return max(i for i, v in enumerate(values) if v == best) + 1
 
 
 def _model_and_weights(plan: Plan, arm: Arm, seed: int, args: dict) -> tuple[str, str]:
     """The model= of a run and what its weights start from (said in the entry)."""
     if arm.init_from:
-        source = plan.ledger.get(arm.init_from, seed)
-        best = (source.weights if source else None) or plan.work / "runs" / f"{arm.init_from}-s{seed}" / "weights" / "best.pt"
-        if not Path(best).is_file():
-            raise SmallboxError(f"{arm.name} seed {seed}: needs best.pt of {arm.init_from} seed {seed}, which is not there")
-        return str(best), f"fine-tuned from {arm.init_from} seed {seed}"
+        checkpoint, _ = parent_checkpoint(plan, arm, seed)
+        return str(checkpoint), f"fine-tuned from {arm.init_from} seed {seed}"
     if arm.pretrained:
         from ..adapters.timm_features import find_weights_file
 
@@ -128,15 +226,16 @@ def _model_and_weights(plan: Plan, arm: Arm, seed: int, args: dict) -> tuple[str
 
 
 def score(plan: Plan, data: Path, predictions: Path, arm: Arm, seed: int) -> tuple[dict, dict | None]:
-    """COCO metrics of the predictions on the full val split (COCO's and the dataset's fitted
-    buckets), and, for a specialist, of its WBF fusion with its partner's run of the same seed."""
-    from ..datasets import load_coco
+    """COCO metrics of the predictions on the report split (COCO's and the dataset's fitted
+    buckets), and, for a specialist, of its fusion with its partner's run of the same seed."""
+    from ..datasets import SizeBuckets, load_coco
     from ..datasets.manifest import load_manifest
     from ..evaluate import evaluate
     from ..fusion.ensemble import ensemble_predictions
+    from ..fusion.members import specialist_gates
     from ..predictions import load_predictions
 
-    gt = load_coco(data / "annotations" / "val.json", check_files=False)
+    gt = load_coco(plan.matrix.data["report"], check_files=False)
     buckets = [b for b in load_manifest(data / "data.yaml").buckets if b.name != "coco"]
     preds = load_predictions(predictions, [im["id"] for im in gt.images], gt.category_ids)
     metrics = _summary(evaluate(gt, preds, buckets))
@@ -145,9 +244,12 @@ def score(plan: Plan, data: Path, predictions: Path, arm: Arm, seed: int) -> tup
     partner = plan.ledger.get(arm.fuse_with, seed)
     if partner is None:
         raise SmallboxError(f"{arm.name} seed {seed}: fused with {arm.fuse_with} seed {seed}, which the ledger lacks")
-    fused = ensemble_predictions([load_predictions(partner.predictions), preds], gt.images, "wbf")
-    return metrics, {"metrics": {"method": "wbf", "with": arm.fuse_with, **_summary(evaluate(gt, fused, buckets))},
-                     "preds": fused}
+    method, gate = arm.fuse.get("method", "wbf"), arm.fuse.get("gate")
+    # the specialist first: with a gate it gives the boxes in its range, the partner the rest
+    gates = specialist_gates(gate, 2, SizeBuckets.coco()) if gate else None
+    fused = ensemble_predictions([preds, load_predictions(partner.predictions)], gt.images, method, gates=gates)
+    return metrics, {"metrics": {"method": method, "with": arm.fuse_with, "gate": gate,
+                                 **_summary(evaluate(gt, fused, buckets))}, "preds": fused}
 
 
 def _summary(result: dict) -> dict:
@@ -159,7 +261,9 @@ def _summary(result: dict) -> dict:
 
 
 def prepare_data(plan: Plan) -> Path:
-    """The converted dataset of the matrix (``smallbox convert``, once per data section)."""
+    """The converted dataset of the matrix (``smallbox convert``, once per data section): train
+    with the select split as its val (which picks best.pt); without a select split, the train
+    json stands in as val, only for Ultralytics' one validation after the last epoch."""
     folder = plan.work / "data"
     stamp = folder / ".smallbox-experiment-data.json"
     wanted = json.dumps(plan.matrix.data, sort_keys=True)
@@ -167,7 +271,8 @@ def prepare_data(plan: Plan) -> Path:
         if stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
             return folder
         d = plan.matrix.data
-        cmd = ["convert", d["train"], "--images", d["images"], "--val", d["val"], "--out", str(folder)]
+        val = d["select"] if plan.matrix.selects else d["train"]
+        cmd = ["convert", d["train"], "--images", d["images"], "--val", val, "--out", str(folder)]
         for split in d.get("splits", []):
             cmd += ["--split", str(split)]
         plan.work.mkdir(parents=True, exist_ok=True)
@@ -176,26 +281,73 @@ def prepare_data(plan: Plan) -> Path:
     return folder
 
 
+def report_images(plan: Plan) -> Path:
+    """A folder holding exactly the report json's images (hard links, else copies), so that
+    ``yolo predict`` runs on them alone; their ids come from the report json."""
+    from ..datasets import load_coco
+
+    folder = plan.work / "report-images"
+    stamp = folder / ".smallbox-report.json"
+    wanted = json.dumps([plan.matrix.data["report"], plan.matrix.data["images"]])
+    with _DATA_LOCK:
+        if stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
+            return folder
+        gt = load_coco(plan.matrix.data["report"], check_files=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        for image in gt.images:
+            source = Path(plan.matrix.data["images"]) / image["file_name"]
+            target = folder / image["file_name"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        stamp.write_text(wanted, encoding="utf-8")
+    return folder
+
+
 # ---------------------------------------------------------------------------------------------
 # Subprocesses and the facts an entry records
 
 
-def _smallbox(args: list[str], log: Path, env: dict | None = None) -> None:
-    """``python -m smallbox ARGS``, output to ``log``; a failure names the log."""
+def _smallbox(args: list[str], log: Path, env: dict | None = None, costs: Costs | None = None,
+              phase: str = "") -> None:
+    """``python -m smallbox ARGS``, output to ``log``; a failure names the log. With ``costs``,
+    the command's wall and CPU seconds (its own and its children's) are added to ``phase``."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen([sys.executable, "-m", "smallbox", *args], stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, cwd=_ROOT.get("root"))
         with _LOCK:
             _RUNNING.add(proc)
         try:
-            code = proc.wait()
+            code, cpu = _wait(proc)
         finally:
             with _LOCK:
                 _RUNNING.discard(proc)
+    if costs is not None:
+        costs.add(phase, time.time() - start, cpu)
     if code != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
         raise SmallboxError(f"`smallbox {' '.join(args[:2])}` failed (exit {code}); log {log}:\n  " + "\n  ".join(tail))
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, float]:
+    """Wait for the process; its exit code and CPU seconds (user + system, children included:
+    ``wait4`` reports the reaped process's own usage, which counts the children it waited for)."""
+    if not hasattr(os, "wait4"):
+        return proc.wait(), 0.0
+    while True:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped elsewhere
+            return proc.wait(), 0.0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def stop_running() -> None:
@@ -250,7 +402,7 @@ def hardware(device: str | None) -> dict:
 
 def estimate_minutes(plan: Plan, arm: Arm) -> float | None:
     """Median wall time of this arm's earlier runs at this scale, else the arm's own estimate."""
-    walls = [sum(e.data["wall_seconds"].values()) / 60 for e in plan.ledger.entries()
+    walls = [sum(e.data["wall_seconds"].values()) / 60 for e in plan.ledger.entries(skip_broken=True)
              if e.arm == arm.name and e.data.get("scale") == plan.matrix.scale]
     return statistics.median(walls) if walls else arm.estimate_minutes
 
@@ -260,6 +412,11 @@ def run_matrix(plan: Plan, only=None, budget_minutes: float | None = None, paral
     none started past the budget. Returns ``{"done": [...], "failed": [...], "skipped": [...]}``."""
     if parallel < 1:
         raise SmallboxError(f"--parallel must be at least 1, got {parallel}")
+    for arm, seed in plan.matrix.pairs(only):
+        why = plan.ledger.problem(arm, seed)
+        if why:
+            moved = plan.ledger.set_aside(arm, seed)
+            plan.log(f"not a whole entry, run again: {arm} seed {seed}: {why} (moved to {moved.name})")
     pending = [p for p in plan.matrix.pairs(only) if not plan.ledger.has(*p)]
     deadline = time.time() + budget_minutes * 60 if budget_minutes is not None else None
     _ROOT["root"] = str(plan.root)
@@ -310,7 +467,8 @@ def _start_ready(plan, pending, running, executor, parallel, deadline, report) -
             continue
         estimate = estimate_minutes(plan, arm)
         if deadline is not None and time.time() + (estimate or 0) * 60 > deadline:
-            report["skipped"].append(f"{pair[0]} seed {pair[1]}: about {estimate:.0f} min, past the budget")
+            about = f"about {estimate:.0f} min" if estimate is not None else "no time estimate"
+            report["skipped"].append(f"{pair[0]} seed {pair[1]}: {about}, past the budget")
             continue
         plan.log(f"start: {pair[0]} seed {pair[1]}" + (f" (about {estimate:.0f} min)" if estimate else ""))
         running[executor.submit(run_pair, plan, *pair)] = pair

@@ -5,6 +5,7 @@ competition format) of every run on images."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from ultralytics.models.yolo.detect import DetectionPredictor
@@ -12,6 +13,7 @@ from ultralytics.utils import LOGGER, RANK
 
 from ...callbacks.export import export_predictions
 from ...datasets.manifest import manifest_of_data_file
+from ...predictions.speed import speed_line
 from ...predictions import default_category_ids, index_folder, to_coco_results, write_images_json
 
 
@@ -21,9 +23,10 @@ class SmallboxPredictor(DetectionPredictor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._records = []  # (path, xyxy_abs [N, 4], conf [N], cls [N]) per image
+        self._times = []  # when each batch's results were ready (the speed line: model loading left out)
 
     def stream_inference(self, source=None, model=None, *args, **kwargs):
-        self._records = []
+        self._records, self._times = [], []
         yield from super().stream_inference(source, model, *args, **kwargs)
         if RANK in {-1, 0} and _is_file_source(source if source is not None else self.args.source):
             self._export()
@@ -33,6 +36,7 @@ class SmallboxPredictor(DetectionPredictor):
         for r in results:
             boxes = r.boxes
             self._records.append((r.path, boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy(), boxes.cls.cpu().numpy()))
+        self._times.append((time.perf_counter(), len(results)))
         return results
 
     def _export(self):
@@ -58,6 +62,12 @@ class SmallboxPredictor(DetectionPredictor):
         LOGGER.info(f"smallbox: wrote {json_path} and {csv_path.name} ({len(preds)} boxes on {len(index.images)} images; "
                     f"{index.note()}; conf>={self.args.conf}, iou={self.args.iou}, max_det={self.args.max_det}, "
                     f"imgsz={self.args.imgsz})")
+        if len(self._times) > 1:
+            # from the first batch's results to the last: every later batch's whole pipeline
+            # (reading, letterbox, forward, NMS), without model loading and the first batch's warm-up
+            seconds = self._times[-1][0] - self._times[0][0]
+            n = sum(k for _, k in self._times[1:])
+            LOGGER.info(speed_line(n, seconds))
 
 
 def _is_file_source(source) -> bool:
