@@ -318,3 +318,27 @@ def test_same_file_twice_is_not_a_second_seed(deeppcb_val, deeppcb_predictions, 
     a, b = map(str, deeppcb_predictions)
     assert main(["significance", str(deeppcb_val), a, a, "--", b, b, "--n", "20"]) == 2
     assert "different training run" in capsys.readouterr().err
+
+
+def test_holm_adjusted_p_values_by_hand():
+    """Holm (1979): sorted p = 0.005, 0.01, 0.03, 0.04 (m = 4) -> 4*0.005 = 0.02, 3*0.01 = 0.03,
+    2*0.03 = 0.06, max(0.06, 1*0.04) = 0.06; an untested arm (None) is not in the family."""
+    from smallbox.analysis.significance import holm
+
+    assert holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1, and monotone
+    assert holm([]) == [] and holm([None]) == [None]
+
+
+def test_the_corrected_verdict_follows_the_adjusted_p():
+    from smallbox.analysis.significance import A_BETTER, B_BETTER, NO_DIFFERENCE, calibrated_test, corrected_verdict
+
+    rng = np.random.default_rng(0)
+    res = calibrated_test([0.10, 0.11, 0.12], [0.20, 0.21, 0.22], rng.normal(0.11, 0.001, (200, 3)),
+                          rng.normal(0.21, 0.001, (200, 3)))
+    assert res.verdict == B_BETTER and res.p_value < 0.01
+    assert corrected_verdict(res, res.p_value * 3) == B_BETTER
+    assert corrected_verdict(res, 0.2) == NO_DIFFERENCE  # significant alone, not after the correction
+    worse = calibrated_test([0.20, 0.21, 0.22], [0.10, 0.11, 0.12], rng.normal(0.21, 0.001, (200, 3)),
+                            rng.normal(0.11, 0.001, (200, 3)))
+    assert corrected_verdict(worse, worse.p_value) == A_BETTER

@@ -40,6 +40,8 @@ class ArmRow:
     result: SignificanceResult | None = field(default=None, repr=False)
     skipped: str = ""
     note: str = ""
+    p_holm: float | None = None  # the Holm-adjusted p over the section's tested arms
+    verdict: str = ""            # the verdict at the family-wise level (follows p_holm)
 
     @property
     def label(self) -> str:
@@ -72,13 +74,56 @@ class ArmRow:
         mean, std, n = self.mean_std(column)
         return MISSING if n == 0 else f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f} ({n})"
 
+    def train_cpu_minutes(self, lookup: dict) -> float | None:
+        """Mean over seeds of the CPU minutes of training behind each prediction: the arm's own,
+        those of the arm it starts from (init_from, a chain), and for a fusion its partner's."""
+        per_seed = [_train_cpu(e, lookup) for e in self.entries]
+        if self.fused_with:
+            per_seed = [None if t is None or (p := lookup.get((self.fused_with, e.seed))) is None else t + _train_cpu(p, lookup)
+                        for t, e in zip(per_seed, self.entries)]
+        known = [t for t in per_seed if t is not None]
+        return statistics.fmean(known) / 60 if known and len(known) == len(per_seed) else None
+
+    def own_train_cpu_minutes(self) -> float:
+        return statistics.fmean((e.data.get("cpu_seconds") or {}).get("train", 0.0) for e in self.entries) / 60
+
+    def predict_ms(self, lookup: dict) -> float | None:
+        """Mean predict ms/image (a fusion: both members' predictions, the fusion itself aside)."""
+        values = []
+        for e in self.entries:
+            ms = e.data.get("predict_ms_per_image")
+            if ms is not None and self.fused_with:
+                partner = lookup.get((self.fused_with, e.seed))
+                ms = None if partner is None or partner.data.get("predict_ms_per_image") is None \
+                    else ms + partner.data["predict_ms_per_image"]
+            values.append(ms)
+        return statistics.fmean(values) if values and None not in values else None
+
     def evaluation(self) -> str:
         settings = self.entries[0].data.get("settings") or {}
         ev = dict(settings.get("evaluation") or {})
-        imgsz = (settings.get("args") or {}).get("imgsz")
-        if imgsz is not None:
-            ev["imgsz"] = imgsz
+        inference = settings.get("inference") or {}
+        if "slice" in inference:
+            ev["slice"] = ", ".join(f"{k}={v}" for k, v in inference["slice"].items()) or "defaults"
+        elif inference.get("imgsz") is not None:
+            ev["imgsz"] = inference["imgsz"]
+        if self.fused_with:
+            fused = self.entries[0].data.get("fused") or {}
+            ev["fused"] = fused.get("method", "wbf") + (f" gated {fused['gate']}" if fused.get("gate") else "")
         return ", ".join(f"{k}={v}" for k, v in ev.items()) or "not recorded"
+
+
+def _train_cpu(entry: Entry, lookup: dict, depth: int = 0) -> float | None:
+    """CPU seconds of training behind an entry's weights (its own, plus its init_from chain)."""
+    own = (entry.data.get("cpu_seconds") or {}).get("train", 0.0)
+    parent = (entry.data.get("settings") or {}).get("init_from")
+    if not parent:
+        return own
+    source = lookup.get((parent, entry.seed))
+    if source is None or depth > 20:
+        return None
+    before = _train_cpu(source, lookup, depth + 1)
+    return None if before is None else own + before
 
 
 @dataclass
@@ -98,6 +143,14 @@ class Section:
     @property
     def key(self) -> str:
         return f"{self.matrix}_{self.scale}"
+
+    @property
+    def lookup(self) -> dict:
+        """``{(arm, seed): entry}`` of the section."""
+        return {(e.arm, e.seed): e for e in self.entries}
+
+    def tested_rows(self) -> list[ArmRow]:
+        return [r for r in self.rows[1:] if r.result is not None]
 
 
 def bucket_sets(section: Section) -> list[str]:
@@ -132,7 +185,7 @@ def _baseline(matrix: str, arms: list[str], entries: list[Entry], name, matrix_f
     candidates = [Path(matrix_file)] if matrix_file else \
         [entries[0].folder.parents[2].parent / f"{matrix}.yaml", Path("experiments") / f"{matrix}.yaml"]
     found = next((p for p in candidates if p.is_file()), None)
-    spec = load_matrix(found) if found else None
+    spec = load_matrix(found, check_files=False) if found else None
     if spec is not None and spec.name != matrix:
         if matrix_file:
             raise SmallboxError(f"--matrix {matrix_file}: it is matrix {spec.name!r}, the ledger's entries are {matrix!r}")
@@ -158,12 +211,12 @@ def test_rows(section: Section, column: str, gts: GroundTruths, n: int, seed: in
     prefix, _, metric = column.rpartition("/")
     for row in section.rows[1:]:
         entries = base.entries + row.entries
-        paths = {e.val.resolve() for e in entries if e.val}
+        paths = {e.report.resolve() for e in entries if e.report}
         missing = [p for p in paths if not p.is_file()]
         if not paths or missing:
-            row.skipped = f"ground truth not found: {', '.join(map(str, missing)) or 'no val recorded'}"
+            row.skipped = f"ground truth not found: {', '.join(map(str, missing)) or 'no report split recorded'}"
             continue
-        changed = next((m for e in entries if (m := e.val_mismatch())), None)
+        changed = next((m for e in entries if (m := e.report_mismatch())), None)
         if changed:
             row.skipped = changed
             continue
@@ -188,6 +241,18 @@ def test_rows(section: Section, column: str, gts: GroundTruths, n: int, seed: in
                                       n=n, seed=seed, level=level, df=df, progress=False)
         except SmallboxError as e:
             row.skipped = str(e)
+    correct_family(section)
+
+
+def correct_family(section: Section) -> None:
+    """Holm's correction over the section's tested arms (all against one baseline): each row's
+    adjusted p and the verdict that follows it."""
+    from .significance import corrected_verdict, holm
+
+    rows = section.tested_rows()
+    for row, p in zip(rows, holm([r.result.p_value if r.result.runs_counted else None for r in rows])):
+        row.p_holm = p
+        row.verdict = corrected_verdict(row.result, p)
 
 
 def _buckets(row: ArmRow, prefix: str) -> SizeBuckets | None:
@@ -199,7 +264,8 @@ def _buckets(row: ArmRow, prefix: str) -> SizeBuckets | None:
 
 
 def headline(section: Section, level: float, result_of) -> str:
-    """The line a README can quote: the best arm on AP_small against the baseline, with its verdict."""
+    """The line a README can quote: the best arm on AP_small against the baseline, with its
+    family-wise (Holm) verdict."""
     base, others = section.rows[0], [r for r in section.rows[1:] if r.mean_std(HEADLINE_METRIC)[2]]
     b_mean, b_std, b_n = base.mean_std(HEADLINE_METRIC)
     where = f"{section.matrix} ({section.scale} scale)"
@@ -209,13 +275,14 @@ def headline(section: Section, level: float, result_of) -> str:
     mean, std, n = best.mean_std(HEADLINE_METRIC)
     base_name = "the baseline" if base.label == "baseline" else f"the baseline {base.label}"
     text = f"**{where}:** best AP_small: {best.label} {_pm(mean, std, n)} against {base_name} {_pm(b_mean, b_std, b_n)}"
-    res, skipped = result_of(best)
+    res, skipped, verdict, p_holm = result_of(best)
     if res is None:
         return text + f"; not tested ({skipped or 'no test'})."
     pct = f"{level * 100:g}%"
-    said = "better" if res.verdict == B_BETTER else res.verdict
+    said = "better" if verdict == B_BETTER else verdict
+    corrected = f", Holm-corrected p {p_holm:.3g} over {len(section.tested_rows())} arms" if p_holm is not None else ""
     return (text + f": B − A = {res.difference:+.3f}, {pct} interval [{res.interval[0]:+.3f}, {res.interval[1]:+.3f}]"
-            f" ({len(res.b_values)} vs {len(res.a_values)} seeds): **{said}**.")
+            f" ({len(res.b_values)} vs {len(res.a_values)} seeds{corrected}): **{said}**.")
 
 
 def _pm(mean: float, std: float, n: int) -> str:
@@ -223,18 +290,33 @@ def _pm(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ({seeds})" if n < 2 else f"{mean:.3f} ± {std:.3f} ({seeds})"
 
 
-def section_markdown(section: Section, column: str, level: float, plot_name: str, headline_text: str) -> str:
+def _minutes(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.{0 if value >= 10 else 1}f}"
+
+
+def _cost_cell(row: ArmRow, lookup: dict) -> str:
+    total, own = row.train_cpu_minutes(lookup), row.own_train_cpu_minutes()
+    if total is None:
+        return MISSING
+    if row.fused_with or (total - own) > 0.05:
+        return f"{_minutes(total)} ({_minutes(own)} own)"
+    return _minutes(total)
+
+
+def section_markdown(section: Section, column: str, level: float, plot_name: str, cost_plot: str,
+                     headline_text: str) -> str:
     sets = bucket_sets(section)
     columns = ["AP", "AP50"] + [f"{s}/AP_{b}" for s in sets for b in BUCKET_NAMES]
-    header = ["arm", "about", "seeds", "train min", *[c.replace("coco/", "") for c in columns]]
+    header = ["arm", "about", "seeds", "train CPU-min", "predict ms/img", *[c.replace("coco/", "") for c in columns]]
+    lookup = section.lookup
     rows = []
     for r in section.rows:
         about = r.entries[0].data.get("about") or MISSING
-        minutes = [sum((e.data.get("wall_seconds") or {}).values()) / 60 for e in r.entries]
+        ms = r.predict_ms(lookup)
         rows.append([r.label + (" (baseline)" if r is section.rows[0] else ""),
-                     f"fused (WBF) with {r.fused_with}" if r.fused_with else about,
-                     ", ".join(str(e.seed) for e in r.entries), f"{statistics.fmean(minutes):.{0 if statistics.fmean(minutes) >= 10 else 1}f}",
-                     *[r.cell(c) for c in columns]])
+                     f"fused with {r.fused_with} ({r.evaluation().rpartition('fused=')[2]})" if r.fused_with else about,
+                     ", ".join(str(e.seed) for e in r.entries), _cost_cell(r, lookup),
+                     MISSING if ms is None else f"{ms:.0f}", *[r.cell(c) for c in columns]])
     hardware = sorted({(e.data.get("hardware") or {}).get("gpu") or f"CPU ({(e.data.get('hardware') or {}).get('cpu_count', '?')} cores)"
                        for e in section.entries})
     commits = sorted({((e.data.get("git") or {}).get("commit") or "unknown")[:10] for e in section.entries})
@@ -244,31 +326,52 @@ def section_markdown(section: Section, column: str, level: float, plot_name: str
              f"Baseline: `{section.baseline}` ({section.baseline_source}). {len(section.entries)} "
              f"entr{'y' if len(section.entries) == 1 else 'ies'}; hardware: "
              f"{', '.join(hardware)}; code: {', '.join(commits)}" + (f" ({dirty} with uncommitted changes)" if dirty else "")
-             + ". Metrics: `predict` + `smallbox eval` of each run's best.pt on the val split, mean ± std (n seeds).",
-             "", markdown_table(header, rows), "", "Evaluation settings (predict): " + _settings_line(settings), ""]
+             + ". " + roles_text(section), "",
+             "Metrics: `predict` + `smallbox eval` of each run's chosen checkpoint on the report split, mean ± std "
+             "(n seeds). *train CPU-min*: CPU time (user + system, all cores) of the training behind the predictions, "
+             "the arm it starts from included (its own share in brackets); *predict ms/img*: wall time per report "
+             "image, model loading excluded (a fusion: both members).", "",
+             markdown_table(header, rows), "", "Evaluation settings (predict): " + _settings_line(settings), ""]
     if len(section.rows) > 1:
-        parts += [f"### Against the baseline ({column}, calibrated test)", "", _tests_table(section, column, level), ""]
-    parts += [f"![AP by size bucket, {section.matrix} {section.scale}]({plot_name})"]
+        parts += [f"### Against the baseline ({column}, calibrated test, Holm-corrected over the arms)", "",
+                  _tests_table(section, column, level), ""]
+    parts += [f"![AP by size bucket, {section.matrix} {section.scale}]({plot_name})", "",
+              f"![AP_small against training CPU minutes, {section.matrix} {section.scale}]({cost_plot})"]
     return "\n".join(parts)
+
+
+def roles_text(section: Section) -> str:
+    """Which split trained, which picked each checkpoint and which scored it, as the entries say."""
+    def names(role):
+        found = sorted({os.path.basename(str((e.roles.get(role) or {}).get("path", e.roles.get(role))))
+                        for e in section.entries})
+        return ", ".join(found) or MISSING
+    trained = [e for e in section.entries if (e.data.get("settings") or {}).get("model") is not None]
+    picks = sorted({e.selected_by for e in trained or section.entries})
+    return (f"Data: trained on {names('train')}; each checkpoint picked on {names('select')} ({'; '.join(picks)}); "
+            f"scored on the report split {names('report')}, which trained and picked nothing.")
 
 
 def _settings_line(settings: dict[str, str]) -> str:
     distinct = sorted(set(settings.values()))
     if len(distinct) == 1:
         return f"{distinct[0]} (every arm)."
-    return ("**not the same for every arm**: " + "; ".join(f"{k}: {v}" for k, v in settings.items())
-            + ". AP depends on them: read a difference between such arms with that in mind.")
+    common = set.intersection(*(set(v.split(", ")) for v in settings.values()))
+    shared = ", ".join(p for p in next(iter(settings.values())).split(", ") if p in common)
+    own = "; ".join(f"{k}: {', '.join(p for p in v.split(', ') if p not in common)}" for k, v in settings.items()
+                    if set(v.split(", ")) - common)
+    return f"{shared} for every arm; besides: {own}."
 
 
 def _tests_table(section: Section, column: str, level: float) -> str:
     pct = f"{level * 100:g}%"
-    header = ["arm", "seeds B vs A", f"B − A ({column})", f"{pct} interval", "p", "verdict"]
+    header = ["arm", "seeds B vs A", f"B − A ({column})", f"{pct} interval", "p", "p (Holm)", "verdict (Holm)"]
     rows, notes, methods = [], [], set()
     for r in section.rows[1:]:
         if r.note:
             notes.append(f"{r.label}: {r.note}.")
         if r.result is None:
-            rows.append([r.label, MISSING, MISSING, MISSING, MISSING, f"not tested: {r.skipped}"])
+            rows.append([r.label, MISSING, MISSING, MISSING, MISSING, MISSING, f"not tested: {r.skipped}"])
             continue
         res = r.result
         if res.runs_counted:
@@ -276,11 +379,75 @@ def _tests_table(section: Section, column: str, level: float) -> str:
         scope = "" if res.runs_counted else " (test images only)"
         rows.append([r.label, f"{len(res.b_values)} vs {len(res.a_values)}", f"{res.difference:+.4f}",
                      f"[{res.interval[0]:+.4f}, {res.interval[1]:+.4f}]{scope}",
-                     MISSING if res.p_value is None else f"{res.p_value:.3g}", res.verdict])
+                     MISSING if res.p_value is None else f"{res.p_value:.3g}",
+                     MISSING if r.p_holm is None else f"{r.p_holm:.3g}", r.verdict or res.verdict])
     method = "; ".join(sorted(methods)) or "none could run (2+ seeds per side are needed)"
-    text = [markdown_table(header, rows), "", f"Method: {method}; \"B better\" only when the whole interval is above 0 "
-            "(docs/analysis.md). Seeds are not paired: each side's seeds are independent runs."]
+    m = len([r for r in section.tested_rows() if r.p_holm is not None])
+    text = [markdown_table(header, rows), "",
+            f"Method: {method}. Family-wise: the {m} arms are tested against one baseline, so each p is adjusted by "
+            f"Holm's step-down rule (the chance of any false \"better\" among them stays at most {100 - level * 100:g}%); "
+            "the verdict follows the adjusted p. The uncorrected interval is shown for size. Seeds are not paired: "
+            "each side's seeds are independent runs."]
     return "\n".join(text + ([""] + [f"- {note}" for note in notes] if notes else []))
+
+
+def answer_markdown(section: Section, level: float, column: str) -> str:
+    """The page's opening for one section, in plain words: which arms raise the metric, which
+    lower it, which show no detectable difference (and how many seeds would settle it)."""
+    from .significance import A_BETTER
+
+    lookup, base = section.lookup, section.rows[0]
+    rows = section.tested_rows()
+    if not rows:
+        return f"- {section.matrix} ({section.scale}): no arm could be tested against the baseline yet (2+ seeds a side)."
+    m = len([r for r in rows if r.p_holm is not None])
+    base_cost = base.train_cpu_minutes(lookup)
+    better = [r for r in rows if r.verdict == B_BETTER]
+    worse = [r for r in rows if r.verdict == A_BETTER]
+    unclear = [r for r in rows if r not in better and r not in worse]
+    name = column.replace("coco/", "")
+    lines = [f"On {section.matrix} ({section.scale} scale; baseline {base.label}: {name} {_pm(*base.mean_std(column))}, "
+             f"{_minutes(base_cost)} train CPU-min), {m} arms tested at a family-wise {level * 100:g}% level (Holm):", ""]
+
+    def said(r: ArmRow) -> str:
+        res = r.result
+        cost = r.train_cpu_minutes(lookup)
+        extra = "" if cost is None or base_cost is None else f"; {_minutes(cost)} train CPU-min ({cost / base_cost:.1f}x the baseline's)"
+        ms, base_ms = r.predict_ms(lookup), base.predict_ms(lookup)
+        if ms is not None and base_ms:
+            extra += f", predict {ms:.0f} ms/img ({ms / base_ms:.1f}x)"
+        return (f"**{r.label}** {res.difference:+.3f} [{res.interval[0]:+.3f}, {res.interval[1]:+.3f}], "
+                f"Holm p {r.p_holm:.2g}{extra}" if r.p_holm is not None else f"**{r.label}** {res.difference:+.3f}")
+
+    if better:
+        lines.append("- **Raise " + name + ":** " + "; ".join(said(r) for r in better) + ".")
+    else:
+        lines.append(f"- **No arm raises {name} detectably at this scale.**")
+    if worse:
+        lines.append("- **Lower " + name + ":** " + "; ".join(said(r) for r in worse) + ".")
+    if unclear:
+        lines.append("- **No detectable difference:** " + "; ".join(said(r) + _plan_text(r, m, level) for r in unclear) + ".")
+    return "\n".join(lines)
+
+
+def _plan_text(row: ArmRow, family: int, level: float) -> str:
+    """How many seeds a side would detect the observed difference (``smallbox significance
+    --plan``), at the strictest Holm level of the family."""
+    from .planning import plan_from_result
+
+    res = row.result
+    if res is None or not res.runs_counted or abs(res.difference) < 1e-9:
+        return ""
+    try:
+        plan = plan_from_result(res, abs(res.difference), alpha=(1 - level) / max(family, 1))
+    except SmallboxError:
+        return ""
+    point, upper = plan.point, plan.upper
+    if point.n is None:
+        return f" (a difference of {abs(res.difference):.3f} is out of reach: {point.reason})"
+    safe = f", {upper.n} to be safe" if upper.n is not None and upper.n != point.n else \
+        (", more than 200 to be safe" if upper.n is None else "")
+    return f" (to detect {abs(res.difference):.3f}: about {point.n} seeds a side{safe})"
 
 
 def csv_text(sections: list[Section]) -> str:
@@ -303,37 +470,39 @@ def build_ledger_report(ledger, out_md, out_csv=None, metric: str = HEADLINE_MET
                         significance: bool = True) -> dict:
     """Write the results page of a ledger folder (a matrix's, or a parent of several).
 
-    Returns ``{"markdown", "csv", "sections", "headlines", "files"}``.
+    Returns ``{"markdown", "csv", "sections", "headlines", "files", "broken"}``.
     """
     from ..evaluate.matching import METRICS
     from ..fileio import write_text_atomic
-    from .plots import plot_ap_by_size
+    from .plots import plot_ap_by_size, plot_metric_vs_cost
 
     column = metric if "/" in metric else f"coco/{metric}"
     if column.rpartition("/")[2] not in METRICS:
         raise SmallboxError(f"--metric {metric}: choose one of {', '.join(METRICS)} (coco/ or fit/ for the size ones)")
-    entries = read_entries(ledger)
+    broken: list = []
+    entries = read_entries(ledger, broken)
     if not entries:
-        raise SmallboxError(f"{ledger}: no ledger entries (entry.json) under it; run `smallbox experiments run MATRIX.yaml`")
+        raise SmallboxError(f"{ledger}: no whole ledger entries (entry.json) under it"
+                            + (f" ({len(broken)} not whole, e.g. {broken[0][1]})" if broken else "")
+                            + "; run `smallbox experiments run MATRIX.yaml`")
     sections = sections_of(entries, baseline, matrix)
     gts = GroundTruths()
     out_md = Path(out_md)
     stem = out_md.with_suffix("")
-    parts = ["# Results", "", f"Generated by `smallbox report --ledger {ledger}` from {len(entries)} ledger entries "
-             "(each one finished run: settings, git commit, hardware, metrics, predictions); do not edit by hand."]
-    files, headlines = [], []
+    files, headlines, bodies, answers = [], [], [], []
     for s in sections:
         if significance:
             test_rows(s, column, gts, n, seed, level, df)
 
         def result_of(row, s=s):
             if not significance:
-                return None, "--no-significance"
+                return None, "--no-significance", "", None
             if column != HEADLINE_METRIC:  # the headline is about AP_small whatever the tested metric
-                row = ArmRow(row.name, row.entries, row.fused_with)
-                test_rows(Section(s.matrix, s.scale, [s.rows[0], row], s.baseline, s.baseline_source),
-                          HEADLINE_METRIC, gts, n, seed, level, df)
-            return row.result, row.skipped
+                copies = [ArmRow(r.name, r.entries, r.fused_with) for r in s.rows]
+                twin = Section(s.matrix, s.scale, copies, s.baseline, s.baseline_source)
+                test_rows(twin, HEADLINE_METRIC, gts, n, seed, level, df)
+                row = copies[s.rows.index(row)]
+            return row.result, row.skipped, row.verdict, row.p_holm
 
         line = headline(s, level, result_of)
         headlines.append(line)
@@ -341,10 +510,24 @@ def build_ledger_report(ledger, out_md, out_csv=None, metric: str = HEADLINE_MET
                   for r in s.rows}
         files.append(plot_ap_by_size(series, f"{stem}_{s.key}_ap_by_size.png",
                                      title=f"AP by size bucket, {s.matrix} ({s.scale})"))
-        parts += ["", section_markdown(s, column, level, files[-1].name, line)]
-    markdown = "\n".join(parts) + "\n"
+        points = {r.label: (r.train_cpu_minutes(s.lookup), *r.mean_std(column)[:2], r.verdict) for r in s.rows}
+        files.append(plot_metric_vs_cost(points, f"{stem}_{s.key}_cost.png", column.replace("coco/", ""),
+                                         title=f"{column.replace('coco/', '')} against training cost, {s.matrix} ({s.scale})",
+                                         baseline=s.rows[0].label))
+        bodies += ["", section_markdown(s, column, level, files[-2].name, files[-1].name, line)]
+        if significance:
+            answers += ["", answer_markdown(s, level, column)]
+    parts = ["# Results", "", f"Generated by `smallbox report --ledger {ledger}` from {len(entries)} ledger entries "
+             "(each one finished run: settings, git commit, hardware, metrics, predictions); do not edit by hand."]
+    if broken:
+        parts += ["", f"Left out: {len(broken)} entr{'y' if len(broken) == 1 else 'ies'} that {'is' if len(broken) == 1 else 'are'} "
+                      f"not whole ({'; '.join(why for _, why in broken[:3])}{'; ...' if len(broken) > 3 else ''})."]
+    if answers:
+        parts += ["", "## The answer"] + answers
+    markdown = "\n".join(parts + bodies) + "\n"
     csv_out = csv_text(sections)
     files.append(write_text_atomic(markdown, out_md))
     if out_csv:
         files.append(write_text_atomic(csv_out, out_csv))
-    return {"markdown": markdown, "csv": csv_out, "sections": sections, "headlines": headlines, "files": files}
+    return {"markdown": markdown, "csv": csv_out, "sections": sections, "headlines": headlines, "files": files,
+            "broken": broken}

@@ -135,10 +135,12 @@ class RunsPlan:
 
 
 def plan_from_result(res: SignificanceResult, delta: float, target_power: float = 0.8, confidence: float = 0.8,
-                     n_max: int = N_MAX) -> RunsPlan:
+                     n_max: int = N_MAX, alpha: float | None = None) -> RunsPlan:
     """Plan from the runs of a comparison: the seed variance pooled over the sides with 2+ runs,
     the test images' variance of the difference less the run x image part (estimated on those
-    sides), and the test's level."""
+    sides), and the test's level (or ``alpha``: e.g. a family-wise corrected one)."""
+    if not 0 < target_power < 1:
+        raise SmallboxError(f"power {target_power}: must lie strictly between 0 and 1 (a power of 1 needs infinitely many seeds)")
     sides = [(v, h) for v, h in ((res.a_values, res.interaction_a), (res.b_values, res.interaction_b)) if len(v) >= 2]
     if not sides:
         raise SmallboxError("planning needs 2+ runs on at least one side: the seed spread cannot be measured from one")
@@ -148,7 +150,7 @@ def plan_from_result(res: SignificanceResult, delta: float, target_power: float 
     var_run = sum(float(np.var(v, ddof=1)) * (len(v) - 1) for v, _ in sides) / df_run
     h = float(np.mean([h for _, h in sides]))
     var_img = max(0.0, res.var_images_paired - h * (1 / len(res.a_values) + 1 / len(res.b_values)))
-    alpha = 1 - res.level
+    alpha = 1 - res.level if alpha is None else alpha
     upper = var_run_upper(var_run, df_run, confidence)
     n_now = min(len(res.a_values), len(res.b_values))
     return RunsPlan(var_run, df_run, upper, confidence, var_img, n_now,

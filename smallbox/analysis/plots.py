@@ -90,3 +90,28 @@ def plot_pr_curves(curves: dict[str, dict], path, iou: float = 0.5) -> Path:
     fig.suptitle(f"precision-recall by size bucket, IoU {iou:g}, mean over classes (COCO's interpolation)")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_metric_vs_cost(points: dict[str, tuple], path, metric: str, title: str, baseline: str | None = None) -> Path:
+    """One point per arm: the metric (mean, whisker: std over seeds) against the training CPU
+    minutes behind it; arms called better / worse than the baseline are marked.
+
+    Args:
+        points: ``{label: (cpu minutes or None, mean, std, verdict)}``.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colours = {"B better": "tab:green", "A better": "tab:red"}
+    for label, (minutes, mean, std, verdict) in points.items():
+        if minutes is None or not math.isfinite(mean):
+            continue
+        colour = "black" if label == baseline else colours.get(verdict, "tab:blue")
+        ax.errorbar(minutes, mean, yerr=0 if not math.isfinite(std) else std, fmt="o", color=colour, capsize=3)
+        ax.annotate(label, (minutes, mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if baseline in points and points[baseline][0] is not None and math.isfinite(points[baseline][1]):
+        ax.axhline(points[baseline][1], color="black", lw=0.8, ls="--", alpha=0.5)
+    ax.set_xlabel("training CPU minutes behind the predictions (the arm it starts from included)")
+    ax.set_ylabel(f"{metric} (mean over seeds, whisker: std)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title + "\n(black: baseline; green / red: better / worse after Holm; blue: no detectable difference)",
+                 fontsize=9)
+    return save_figure(fig, path)

@@ -324,3 +324,30 @@ def _side_line(name: str, values: list[float]) -> str:
     if len(values) < 2:
         return f"{name} (1 run): {runs}   seed spread unknown"
     return f"{name} ({len(values)} runs): {runs}   mean {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} (seed spread, std)"
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (Holm 1979) of a family of tests, in the given order;
+    None (no test) stays None and is not counted in the family.
+
+    Sorted ascending, ``p_(1) <= ... <= p_(m)``: ``adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``.
+    Rejecting where ``adj < alpha`` keeps the chance of any false "better" in the family at most
+    ``alpha`` whatever the dependence between the tests (all arms share one baseline)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def corrected_verdict(res: SignificanceResult, p_adjusted: float | None) -> str:
+    """The verdict at the family-wise level: better / worse only where the adjusted p is below
+    ``1 - level``; one run per side stays "cannot tell"."""
+    if p_adjusted is None or not res.runs_counted:
+        return res.verdict
+    if p_adjusted < 1 - res.level:
+        return B_BETTER if res.difference > 0 else A_BETTER
+    return NO_DIFFERENCE

@@ -37,8 +37,16 @@ def _add_options(p):
                    help="also answer: how many seeds per side to detect --delta with --power (needs 2+ runs on a side)")
     p.add_argument("--delta", type=number(float, 0, low_open=True),
                    help="with --plan: the difference to detect, in the metric's units (0.02 = 2 AP points)")
-    p.add_argument("--power", type=number(float, 0, 1, low_open=True), default=0.8, help="with --plan: the power wanted")
+    p.add_argument("--power", type=_power, default=0.8, help="with --plan: the power wanted, strictly between 0 and 1")
     p.add_argument("--json", metavar="OUT", type=output_file, help="also write every number to this json file")
+
+
+def _power(text: str) -> float:
+    """A power of 1 would need infinitely many seeds: (0, 1) only."""
+    value = number(float, 0, 1, low_open=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be below 1 (a power of 1 needs infinitely many seeds)")
+    return value
 
 
 def add_arguments(p):
