@@ -35,7 +35,8 @@ from ..fileio import atomic_folder, compact_json_bytes, paused_gc
 from .buckets import SizeBuckets
 from .coco import CocoDataset
 from .imagefiles import is_image_name
-from .manifest import MANIFEST_FILE, SECTION, DatasetSection, dump_data_yaml, read_data_yaml, write_manifest_text
+from .manifest import (MANIFEST_FILE, SECTION, DatasetSection, dump_data_yaml, mean_box_size, read_data_yaml,
+                       write_manifest_text)
 from .split import AreaRange, area_subset, bbox_areas, split_by_image
 
 PLACEMENTS = ("hardlink", "symlink", "copy")  # each falls back to the next
@@ -341,7 +342,8 @@ def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, spl
     (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names), encoding="utf-8")
     # every yaml lists the ground truth of every split: consumers look it up by split name
     # (YoloManifest.split_of_folder(data["val"]) -> "val-NAME")
-    section = DatasetSection(out, {s.name: f"annotations/{s.name}.json" for s in splits}, bucket_sets)
+    section = DatasetSection(out, {s.name: f"annotations/{s.name}.json" for s in splits}, bucket_sets,
+                             box_size=mean_box_size(train))
     common = {"path": str(out), "nc": len(classes), "names": {c["index"]: c["name"] for c in classes}}
     (tmp / "data.yaml").write_text(dump_data_yaml(
         {**common, "train": "images/train", "val": "images/val", SECTION: section.to_dict()}), encoding="utf-8")

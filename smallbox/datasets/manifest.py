@@ -15,6 +15,8 @@ and class indices to the original COCO image and category ids).
       coco: {train: annotations/train.json, val: annotations/val.json, ...}   # ground truth, original ids
       buckets: [{name: coco, thresholds: [1024.0, 9216.0]}, {name: fit, thresholds: [...]}]
       area_range: {name: small, min_area: 0, max_area: 1024}   # data-NAME.yaml of a per-area split only
+      box_size: {mean_side_px: 29.7, mean_side_rel: 0.046}      # mean sqrt(w*h) of the train boxes, in px and
+                                                               # over the image's long side (NWD's constant)
       fitness: fit/AP_small                        # optional, added by the user: best-model metric
 
 ``manifest.json``::
@@ -52,6 +54,8 @@ class DatasetSection:
         buckets: size bucket sets, COCO's first.
         area_range: ``{name, min_area, max_area}`` of a per-area split's yaml, else None.
         fitness: the results.csv column that picks best.pt, if the user set one.
+        box_size: ``{"mean_side_px", "mean_side_rel"}`` of the train boxes (``sqrt(w*h)``, in
+            original px and as a share of the image's long side), or None (an older conversion).
     """
 
     root: Path
@@ -60,9 +64,12 @@ class DatasetSection:
     manifest: str = MANIFEST_FILE
     area_range: dict | None = None
     fitness: str | None = None
+    box_size: dict | None = None
 
     def to_dict(self) -> dict:
         out = {"manifest": self.manifest, "coco": dict(self.coco), "buckets": [b.to_dict() for b in self.buckets]}
+        if self.box_size is not None:
+            out["box_size"] = dict(self.box_size)
         if self.area_range is not None:
             out["area_range"] = dict(self.area_range)
         if self.fitness:
@@ -90,7 +97,23 @@ def dataset_section(data: dict, source="data.yaml") -> DatasetSection | None:
     except (KeyError, TypeError) as e:
         raise SmallboxError(f"{source}: {SECTION}.buckets: {e}") from None
     return DatasetSection(Path(str(data.get("path", "."))), dict(extra.get("coco") or {}), buckets,
-                          extra["manifest"], extra.get("area_range"), extra.get("fitness"))
+                          extra["manifest"], extra.get("area_range"), extra.get("fitness"), extra.get("box_size"))
+
+
+def mean_box_size(dataset) -> dict | None:
+    """``{"mean_side_px", "mean_side_rel"}``: the mean of ``sqrt(w*h)`` over the dataset's
+    non-crowd boxes, in original px and divided by its image's long side (what the side becomes
+    at a network input of 1 px: multiply by imgsz). NWD's constant C is this size (Wang et al.
+    2021 set it to the dataset's average absolute object size)."""
+    import math
+
+    long_side = {im["id"]: max(im["width"], im["height"]) for im in dataset.images}
+    sides = [(math.sqrt(a["bbox"][2] * a["bbox"][3]), long_side[a["image_id"]]) for a in dataset.annotations
+             if not a.get("iscrowd") and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+    if not sides:
+        return None
+    return {"mean_side_px": round(sum(s for s, _ in sides) / len(sides), 4),
+            "mean_side_rel": round(sum(s / n for s, n in sides) / len(sides), 6)}
 
 
 @dataclass

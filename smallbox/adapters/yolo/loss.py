@@ -1,5 +1,11 @@
-"""Size-weighted box loss for Ultralytics detection heads (YOLOv8/11 DFL heads and YOLO26
-end-to-end heads).
+"""Size-weighted box loss and NWD (normalized Gaussian Wasserstein distance) for Ultralytics
+detection heads (YOLOv8/11 DFL heads and YOLO26 end-to-end heads).
+
+NWD (:mod:`smallbox.adapters.nwd`, a ``loss: {nwd: ...}`` key of the model YAML) mixes into the
+task-aligned assigner's overlap (:class:`NWDAssigner`: alignment metric and target scores) and
+into the box term (:class:`NWDBboxLoss`: ``(1 - r)(1 - CIoU) + r(1 - NWD)``, weighted like the
+IoU term). Boxes are compared in network-input pixels in both places, where ``C`` is defined.
+With ``ratio: 0`` both are Ultralytics' exactly.
 
 Configured by a top-level ``size_weighting`` key of the model YAML (so it is saved in every
 checkpoint); the rule and its settings are :mod:`smallbox.adapters.size_weighting`'s.
@@ -33,7 +39,9 @@ from functools import partial
 import torch
 from ultralytics.utils import LOGGER
 from ultralytics.utils.loss import BboxLoss, E2ELoss, v8DetectionLoss
+from ultralytics.utils.tal import TaskAlignedAssigner
 
+from ..nwd import NWDConfig
 from ..size_weighting import SizeWeighting, renorm_factor
 from .train_data import AREA_KEY
 
@@ -71,14 +79,57 @@ def per_image(values: torch.Tensor, batch_idx: torch.Tensor, batch_size: int) ->
     return out
 
 
-class SizeWeightedBboxLoss(BboxLoss):
+class NWDAssigner(TaskAlignedAssigner):
+    """``TaskAlignedAssigner`` whose overlap (CIoU, clamped at 0) is mixed with NWD: it ranks the
+    candidates (alignment metric ``score^alpha * overlap^beta``), settles anchors claimed by two
+    boxes, and scales the soft class targets. Boxes arrive in network-input px."""
+
+    def __init__(self, nwd: NWDConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.nwd = nwd
+
+    @classmethod
+    def like(cls, assigner: TaskAlignedAssigner, nwd: NWDConfig) -> "NWDAssigner":
+        return cls(nwd, topk=assigner.topk, num_classes=assigner.num_classes, alpha=assigner.alpha, beta=assigner.beta,
+                   stride=assigner.stride, eps=assigner.eps, topk2=assigner.topk2)
+
+    def iou_calculation(self, gt_bboxes, pd_bboxes):
+        return self.nwd.mix(super().iou_calculation(gt_bboxes, pd_bboxes), gt_bboxes, pd_bboxes)
+
+
+class NWDBboxLoss(BboxLoss):
+    """``BboxLoss`` whose IoU term is ``(1 - r)(1 - CIoU) + r(1 - NWD)`` when ``nwd`` is set
+    (else exactly ``BboxLoss``); each foreground anchor weighted as Ultralytics weights it."""
+
+    def __init__(self, reg_max: int, nwd: NWDConfig | None = None):
+        super().__init__(reg_max)
+        self.nwd = nwd
+
+    def forward(self, pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask,
+                imgsz, stride):
+        loss_iou, loss_dfl = super().forward(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores,
+                                             target_scores_sum, fg_mask, imgsz, stride)
+        if self.nwd is None:
+            return loss_iou, loss_dfl
+        fg = fg_mask.nonzero(as_tuple=True)
+        weight = target_scores[fg].sum(-1)
+        scale = stride[fg[1]].view(-1, 1)  # grid units -> input px, where C is defined
+        from ..nwd import nwd
+
+        loss_nwd = ((1.0 - nwd(pred_bboxes[fg] * scale, target_bboxes[fg] * scale, float(self.nwd.constant))) * weight).sum() \
+            / target_scores_sum
+        r = self.nwd.ratio
+        return (1 - r) * loss_iou + r * loss_nwd, loss_dfl
+
+
+class SizeWeightedBboxLoss(NWDBboxLoss):
     """``BboxLoss`` whose per-anchor weights are multiplied by the size weight of the assigned
     ground-truth box. The criterion sets, before each call, either ``gt_weights`` (``(B, A)``,
     the weight of each anchor's assigned box, from its original area) or, for ``by: input``,
     ``image_scale`` (``(B,)``, input px per original px; None means 1)."""
 
-    def __init__(self, reg_max: int, weighting: SizeWeighting):
-        super().__init__(reg_max)
+    def __init__(self, reg_max: int, weighting: SizeWeighting, nwd: NWDConfig | None = None):
+        super().__init__(reg_max, nwd)
         self.weighting = weighting
         self.gt_weights = None
         self.image_scale = None
@@ -111,19 +162,29 @@ class SizeWeightedBboxLoss(BboxLoss):
         return super().forward(pred_dist, pred_bboxes, anchor_points, target_bboxes, target_scores, target_scores_sum, fg_mask, imgsz, stride)
 
 
-class SizeWeightedDetectionLoss(v8DetectionLoss):
-    """``v8DetectionLoss`` with :class:`SizeWeightedBboxLoss` as its box term. A forward hook on
-    the assigner turns each foreground anchor's ``target_gt_idx`` into its box's weight."""
+class SmallboxDetectionLoss(v8DetectionLoss):
+    """``v8DetectionLoss`` with smallbox's options: a size-weighted box term
+    (:class:`SizeWeightedBboxLoss`; a forward hook on the assigner turns each foreground
+    anchor's ``target_gt_idx`` into its box's weight) and NWD in the assigner and / or the box
+    term. With neither it is Ultralytics' loss."""
 
-    def __init__(self, model, weighting: SizeWeighting, tal_topk: int = 10, tal_topk2: int | None = None):
+    def __init__(self, model, weighting: SizeWeighting | None = None, nwd: NWDConfig | None = None, tal_topk: int = 10,
+                 tal_topk2: int | None = None):
         super().__init__(model, tal_topk=tal_topk, tal_topk2=tal_topk2)
         self.weighting = weighting
-        self.bbox_loss = SizeWeightedBboxLoss(self.reg_max, weighting).to(self.device)
-        self.assigner.register_forward_hook(self._weights_of_assigned_boxes)
+        if nwd is not None and nwd.assigner:
+            self.assigner = NWDAssigner.like(self.assigner, nwd)
+        box_nwd = nwd if nwd is not None and nwd.box else None
+        self.bbox_loss = (SizeWeightedBboxLoss(self.reg_max, weighting, box_nwd) if weighting is not None
+                          else NWDBboxLoss(self.reg_max, box_nwd)).to(self.device)
+        if weighting is not None:
+            self.assigner.register_forward_hook(self._weights_of_assigned_boxes)
         self._gt_weights = None  # (B, max boxes) of the batch in progress
 
     def loss(self, preds: dict, batch: dict):
         """Prepare the weights of the batch's boxes (or the input scale), then Ultralytics' loss."""
+        if self.weighting is None:
+            return super().loss(preds, batch)
         batch_size = preds["boxes"].shape[0]
         self._gt_weights, self.bbox_loss.gt_weights, self.bbox_loss.image_scale = None, None, None
         areas = batch.get(AREA_KEY) if self.weighting.by == "original" else None
@@ -151,17 +212,23 @@ class SizeWeightedDetectionLoss(v8DetectionLoss):
             self.bbox_loss.gt_weights = self._gt_weights.gather(1, gt_idx.long())
 
 
+SizeWeightedDetectionLoss = SmallboxDetectionLoss  # the name earlier code and tests know
+
+
 def _tell_once(key: str, message: str) -> None:
     if key not in _TOLD:
         _TOLD.add(key)
         LOGGER.info(message)
 
 
-def build_criterion(model, weighting: SizeWeighting):
-    """The size-weighted criterion for ``model``: wrapped in ``E2ELoss`` for end-to-end
-    (YOLO26-style, one-to-one) heads, as ``DetectionModel.init_criterion`` does."""
-    LOGGER.info(f"smallbox size-weighted box loss: {weighting.describe()}")
-    loss_fn = partial(SizeWeightedDetectionLoss, weighting=weighting)
+def build_criterion(model, weighting: SizeWeighting | None, nwd: NWDConfig | None = None):
+    """smallbox's criterion for ``model``: wrapped in ``E2ELoss`` for end-to-end (YOLO26-style,
+    one-to-one) heads, as ``DetectionModel.init_criterion`` does."""
+    if weighting is not None:
+        _tell_once(f"sw{weighting}", f"smallbox size-weighted box loss: {weighting.describe()}")
+    if nwd is not None:
+        _tell_once(f"nwd{nwd}", f"smallbox: {nwd.describe()}")
+    loss_fn = partial(SmallboxDetectionLoss, weighting=weighting, nwd=nwd)
     if getattr(model.model[-1], "one2one_cv2", None) is not None:
         return E2ELoss(model, loss_fn=loss_fn)
     return loss_fn(model)

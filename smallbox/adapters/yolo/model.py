@@ -1,6 +1,7 @@
 """smallbox's Ultralytics detection model: a ``DetectionModel`` that
 
-* weights the box loss by ground-truth size when its YAML has ``size_weighting`` (the criterion
+* weights the box loss by ground-truth size when its YAML has ``size_weighting``, and uses NWD
+  in the assigner and box loss when it has ``loss: {nwd: ...}`` (the criterion
   is built lazily by ``init_criterion``, also on the EMA copy, on resume and after NaN recovery,
   so this is the one place where a custom loss sticks);
 * gives timm backbones back their own BatchNorm eps (Ultralytics sets 1e-3 everywhere);
@@ -19,6 +20,7 @@ from pathlib import Path
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from ...errors import SmallboxError
+from ..nwd import NWDConfig
 from ..size_weighting import SizeWeighting, named_thresholds
 from .layers import TimmBackbone
 from .loss import build_criterion
@@ -35,6 +37,7 @@ class SmallboxDetectionModel(DetectionModel):
         cfg = resolve_base(cfg if isinstance(cfg, dict) else yaml_model_load(cfg))
         if named_thresholds(cfg) is None:  # a named set ("fit") is resolved later, by the trainer
             SizeWeighting.from_model_yaml(cfg)  # a bad size_weighting fails now, not at the first batch
+        NWDConfig.from_model_yaml(cfg)  # likewise a bad loss.nwd
         try:
             super().__init__(cfg, ch=ch, nc=nc, verbose=verbose)
         except RuntimeError as e:
@@ -49,9 +52,15 @@ class SmallboxDetectionModel(DetectionModel):
     def size_weighting(self) -> SizeWeighting | None:
         return SizeWeighting.from_model_yaml(self.yaml)
 
+    @property
+    def nwd(self) -> NWDConfig | None:
+        return NWDConfig.from_model_yaml(self.yaml)
+
     def init_criterion(self):
-        weighting = self.size_weighting
-        return super().init_criterion() if weighting is None else build_criterion(self, weighting)
+        weighting, nwd = self.size_weighting, self.nwd
+        if weighting is None and nwd is None:
+            return super().init_criterion()
+        return build_criterion(self, weighting, nwd)
 
 
 def forget_weight_files(model_yaml: dict, layers) -> dict:

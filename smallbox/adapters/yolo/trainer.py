@@ -22,6 +22,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ...callbacks import export, geometry, plots
 from ...errors import SmallboxError
+from ..nwd import resolve_constant
 from ..size_weighting import resolve_named_thresholds
 from ..timm_features import find_weights_file
 from ..timm_weights import WeightsError, read_checkpoint
@@ -47,8 +48,9 @@ class SmallboxTrainer(DetectionTrainer):
         self.add_callback("on_train_end", plots.on_train_end)
 
     def get_model(self, cfg=None, weights=None, verbose=True):
-        if cfg is not None:  # `size_weighting.thresholds: fit` -> the data's fitted numbers
+        if cfg is not None:  # `size_weighting.thresholds: fit` -> the data's fitted numbers; NWD's C: auto -> px
             cfg = resolve_named_thresholds(resolve_base(cfg if isinstance(cfg, dict) else yaml_model_load(cfg)), self.data)
+            cfg = resolve_constant(cfg, self.data, self.args.imgsz)
         model = SmallboxDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)
         model = self.set_model_names_for_load(model)
         if weights:
