@@ -121,12 +121,15 @@ def resolve_constant(model_yaml: dict, data: dict, imgsz: int) -> dict:
     if config is None or config.constant != "auto":
         return model_yaml
     section = dataset_section(data, data.get("yaml_file", "data.yaml"))
-    size = (section.box_size or {}).get("mean_side_rel") if section else None
+    box = (section.box_size or {}) if section else {}
+    # tiles keep the original pixels: the side in px over the tile's side; else over the image's
+    size = box["mean_side_px"] / section.train_long_side if section and section.tiles and section.train_long_side \
+        and box.get("mean_side_px") else box.get("mean_side_rel")
     if not size:
         raise SmallboxError(f"{model_yaml.get('yaml_file', 'model YAML')}: {CONFIG_KEY}.{NWD_KEY}.constant: auto needs the "
                             "mean box size that `smallbox convert` records in the data.yaml (convert the data again, "
                             "or give a number of input px)")
     cfg = dict(model_yaml[CONFIG_KEY][NWD_KEY])
     cfg["constant"] = round(float(size) * int(imgsz), 4)
-    cfg["constant_from"] = f"auto: mean box side {size:g} of the long side x imgsz {int(imgsz)}"
+    cfg["constant_from"] = f"auto: mean box side {size:.4g} of the {'tile' if section.tiles else 'long side'} x imgsz {int(imgsz)}"
     return {**model_yaml, CONFIG_KEY: {**model_yaml[CONFIG_KEY], NWD_KEY: cfg}}

@@ -32,7 +32,8 @@ class ModelPredictFn:
     full_fn: PredictFn | None = None
     at_size: object = None  # imgsz -> PredictFn, for models whose input size is a setting (YOLO)
     trained_imgsz: int | None = None  # the input size the model was trained at
-
+    train_scale: float | None = None  # input px per original px in training (the checkpoint's metadata)
+    trained_tile: int | None = None  # the tile size of a model trained on tiles
     def __call__(self, image_bgr: np.ndarray):
         return self.fn(image_bgr)
 
@@ -76,12 +77,18 @@ def _yolo_predict_fn(path: Path, conf: float, imgsz: int, device, iou: float, fu
             return r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int64)
         return predict
 
+    from .yolo.metadata import read_metadata
+
     trained = (getattr(model, "ckpt", None) or {}).get("train_args", {}).get("imgsz")
     full_imgsz = full_imgsz or (trained if isinstance(trained, int) else 640)
     names = [model.names[i] for i in range(len(model.names))]
+    meta = read_metadata(model)
     manifest = manifest_of_data_file((getattr(model, "overrides", None) or {}).get("data"))
     known = manifest.category_ids if manifest and len(manifest.category_ids) == len(names) else None
-    return ModelPredictFn(at(imgsz), names, known, at(full_imgsz) if full_imgsz != imgsz else None, at, full_imgsz)
+    if known is None and len(meta.get("classes") or []) == len(names):
+        known = [c["category_id"] for c in meta["classes"]]
+    return ModelPredictFn(at(imgsz), names, known, at(full_imgsz) if full_imgsz != imgsz else None, at, full_imgsz,
+                          meta.get("train_scale"), (meta.get("tiles") or {}).get("size"))
 def _tv_checkpoint(path: Path):
     import torch
 

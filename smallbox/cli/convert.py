@@ -8,6 +8,7 @@ import sys
 from ..datasets import load_coco
 from ..datasets.convert import convert_to_yolo
 from ..datasets.split import parse_area_range
+from ..datasets.tiles import TileSpec
 from ..errors import SmallboxError
 
 DEFAULT_VAL_FRACTION = 0.2
@@ -27,6 +28,15 @@ def add_arguments(p):
                    help="per-area splits train-NAME/val-NAME + data-NAME.yaml holding only boxes with MIN <= w*h < MAX "
                         "(px² of the original image; 32^2 and inf allowed), e.g. small:0:1024; repeatable")
     p.add_argument("--drop-empty", action="store_true", help="leave images without an in-range box out of the per-area splits (default: kept as negatives)")
+    p.add_argument("--tiles", metavar="SIZE[,OVERLAP]",
+                   help="also write the train images cut into tiles at their native resolution (train-tiles, "
+                        "data-tiles.yaml; overlap default 0.2), as SAHI's slice_coco cuts them; val stays whole and is "
+                        "scored through sliced inference with these tiles")
+    p.add_argument("--min-visibility", type=float, default=0.1, metavar="F",
+                   help="with --tiles: keep a clipped box when at least this share of its area is in the tile (SAHI's "
+                        "min_area_ratio)")
+    p.add_argument("--empty-tiles", type=float, default=1.0, metavar="F",
+                   help="with --tiles: share of the tiles without a box that are kept (seeded by --seed; 1: all)")
     p.add_argument("--buckets", default="fit", help="size buckets recorded besides COCO's: fit (tertiles of the train boxes, default), coco, or A,B in px²")
     p.add_argument("--clip", action="store_true",
                    help="clip boxes reaching outside their image, however far (default: an error; "
@@ -46,6 +56,7 @@ def run(args) -> int:
     if args.val and args.val_fraction is not None:
         raise SmallboxError("give either --val or --val-fraction, not both")
     area_ranges = tuple(parse_area_range(s) for s in args.split)
+    tiles = TileSpec.parse(args.tiles, args.min_visibility, args.empty_tiles, args.seed) if args.tiles else None
     out_of_bounds = "clip" if args.clip else "error"
     train = load_coco(args.annotations, args.images, out_of_bounds)
     val = load_coco(args.val, args.val_images or args.images, out_of_bounds) if args.val else None
@@ -56,7 +67,7 @@ def run(args) -> int:
         train, args.out, val,
         val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         seed=args.seed, area_ranges=area_ranges, drop_empty=args.drop_empty,
-        buckets=args.buckets, placement=args.placement,
+        buckets=args.buckets, placement=args.placement, tiles=tiles,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

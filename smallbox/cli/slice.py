@@ -3,7 +3,6 @@ torchvision model, exported as COCO results with the original ids."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..datasets import SizeBuckets, load_coco
@@ -24,8 +23,9 @@ def add_arguments(p):
                                 "json's images are predicted (each must be in the folder; other files are left out). "
                                 f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
                                 "beside --out) and the model's category ids (1..nc when it knows none)")
-    p.add_argument("--tile", type=number(int, 1), default=640,
-                   help="tile side in pixels (SAHI's slice_height/width, 512 in SAHI)")
+    p.add_argument("--tile", type=number(int, 1), default=None,
+                   help="tile side in pixels (SAHI's slice_height/width, 512 in SAHI); default: the tile size of a model "
+                        "trained on tiles (smallbox convert --tiles), else 640")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
     p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
     p.add_argument("--merge", choices=("greedy", "nms"), default="nms",
@@ -39,7 +39,8 @@ def add_arguments(p):
                    help="YOLO: inference size of the tiles (default: from --upscale)")
     p.add_argument("--upscale", type=number(float, 1), default=1.25,
                    help="YOLO: tiles are shown at most this many times larger than the model saw objects in training "
-                        "(the whole image at its training imgsz); the whole image itself runs at the training imgsz")
+                        "(the training scale its checkpoint records: imgsz over the training images' size; a checkpoint "
+                        "without it: this image at the training imgsz); the whole image itself runs at the training imgsz")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
 
@@ -50,30 +51,21 @@ def run(args) -> int:
     _check_model(args.model)
     check_device(args.device, "--device")
     apply_offline_defaults()
-    from tqdm import tqdm
-
     from ..adapters.predict_fn import load_predict_fn
+    from ..fusion.sliced import DEFAULT_TILE, SliceOptions, slice_images, slice_windows
     from ..predictions.speed import speed_line
-    from ..fusion.sliced import predict_sliced, slice_windows, tile_input_size
 
-    slice_windows(1, 1, args.tile, args.overlap)  # bad --tile / --overlap fail before the model loads
+    slice_windows(1, 1, args.tile or DEFAULT_TILE, args.overlap)  # bad --tile / --overlap fail before the model loads
     index = index_folder(args.images, ids_json=args.gt)
-    predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile, args.device, args.iou)
+    predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile or DEFAULT_TILE, args.device, args.iou)
     category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
-    preds, whole_preds = [], []
-    start = time.perf_counter()
-    for image in tqdm(index.images, desc="slice", dynamic_ncols=True):
-        pixels = _read_bgr(index.path(image))
-        model = predict_fn
-        if args.imgsz is None and predict_fn.trained_imgsz:
-            model = predict_fn.with_tile_size(tile_input_size(pixels.shape[:2], args.tile, predict_fn.trained_imgsz, args.upscale))
-        whole = predict_fn.full(pixels) if args.eval and not args.no_full else None
-        if whole is not None:  # --eval compares with the whole image alone: predicted once, used twice
-            whole_preds += to_coco_results(*whole, image["id"], category_ids)
-        boxes, scores, labels = predict_sliced(pixels, model, args.tile, args.overlap, not args.no_full,
-                                               args.merge, args.match_metric, args.match_thr, whole=whole)
-        preds += to_coco_results(boxes, scores, labels, image["id"], category_ids)
-    seconds = time.perf_counter() - start
+    options = SliceOptions(args.tile, args.overlap, not args.no_full, args.merge, args.match_metric, args.match_thr,
+                           args.imgsz, args.upscale)
+    if args.imgsz is None and predict_fn.trained_imgsz and not predict_fn.train_scale:
+        print(f"note: {args.model} does not record the size of its training images: tiles are scaled as if they had "
+              "each sliced image's size (give --imgsz to choose the tiles' input size)")
+    preds, whole_preds, seconds = slice_images([(im["id"], index.path(im)) for im in index.images], predict_fn, options,
+                                               category_ids, eval_whole=args.eval)
     write_predictions(preds, args.out)
     if index.source == "folder":
         names = predict_fn.names
@@ -83,7 +75,8 @@ def run(args) -> int:
     if args.eval:
         from .ensemble import format_eval_rows
 
-        rows = ([("whole image alone", whole_preds)] if whole_preds else []) + [(f"tiles {args.tile}px + whole image", preds)]
+        rows = ([("whole image alone", whole_preds)] if whole_preds else []) + \
+            [(f"tiles {options.tile_for(predict_fn)}px" + (" + whole image" if options.full else ""), preds)]
         print(format_eval_rows(rows, load_coco(args.gt, check_files=False), SizeBuckets.coco()))
     return 0
 
@@ -96,12 +89,3 @@ def _check_model(model: str) -> None:
             raise SmallboxError(f"{model}: neither a YOLO nor a `smallbox tv` checkpoint")
     elif path.suffix not in MODEL_SUFFIXES:
         raise SmallboxError(f"{model}: give YOLO weights (.pt), a model YAML or a `smallbox tv` checkpoint")
-
-
-def _read_bgr(path):
-    import cv2
-
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise SmallboxError(f"{path}: cannot read image")
-    return pixels

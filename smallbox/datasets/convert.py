@@ -2,7 +2,9 @@
 ``data.yaml`` and ``manifest.json`` is described in ``manifest.py``)::
 
     OUT/
-      data.yaml                 train/val; data-NAME.yaml per area range (splits train-NAME, val-NAME)
+      data.yaml                 train/val; data-NAME.yaml per area range (splits train-NAME, val-NAME);
+                                data-tiles.yaml with --tiles (train-tiles: tiles of the train images,
+                                val: the whole val images, scored through sliced inference)
       manifest.json             class index <-> category id, file name -> image id, per split
       annotations/<split>.json  COCO ground truth of each split with the ORIGINAL ids
       images/<split>/<file>     hard links to the sources (or absolute symlinks to the resolved
@@ -38,6 +40,7 @@ from .imagefiles import is_image_name
 from .manifest import (MANIFEST_FILE, SECTION, DatasetSection, dump_data_yaml, mean_box_size, read_data_yaml,
                        write_manifest_text)
 from .split import AreaRange, area_subset, bbox_areas, split_by_image
+from .tiles import TILES_SPLIT, TileSpec, tile_dataset, write_tile_images
 
 PLACEMENTS = ("hardlink", "symlink", "copy")  # each falls back to the next
 LABEL_ROW = "%g %g %g %g %g\n"  # Ultralytics' convert_coco writes "%g" too: same bytes
@@ -73,6 +76,7 @@ def convert_to_yolo(
     buckets: str = "fit",
     placement: str = "hardlink",
     progress: bool = True,
+    tiles: TileSpec | None = None,
 ) -> ConvertResult:
     """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
 
@@ -87,6 +91,8 @@ def convert_to_yolo(
             filesystem only; far cheaper to create than symlinks for many files), ``"symlink"``
             (absolute, to the resolved source) or ``"copy"``. Hard links fall back to symlinks,
             symlinks to copies, where the filesystem refuses them.
+        tiles: also write the train images cut into tiles (``train-tiles``, ``data-tiles.yaml``;
+            :mod:`.tiles`).
     """
     if placement not in PLACEMENTS:
         raise SmallboxError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
@@ -101,18 +107,29 @@ def convert_to_yolo(
     category_ids = train.category_ids
     warnings += _unreadable_suffixes(splits[:2])
     bucket_sets = _bucket_sets(buckets, splits[0].data, warnings)
+    origins = None
+    if tiles is not None:
+        tile_data, origins = tile_dataset(splits[0].data, tiles)
+        splits.append(Split(TILES_SPLIT, tile_data, Path(TILES_SPLIT)))  # cropped straight into the dataset below
 
     names = {split.name: yolo_file_names(split.data["images"]) for split in splits}
     boxes = {split.name: label_boxes(split.data, category_ids) for split in splits}
     placer = _ImagePlacer(placement)
     with atomic_folder(out) as tmp:
+        if tiles is not None:  # crops are new files: written in place, not linked
+            splits[-1].image_root = tmp / "images" / TILES_SPLIT
+            write_tile_images(splits[0].data, splits[0].image_root, origins, splits[-1].image_root, progress)
         with _LabelFiles(tmp / "labels", splits, names, boxes).on_child_process() as write_other_labels:
             with tqdm(total=sum(len(n) for n in names.values()), desc="convert", unit="img", disable=not progress) as bar:
                 for split in splits:
-                    placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
+                    if split.name == TILES_SPLIT:
+                        bar.update(len(names[split.name]))
+                    else:
+                        placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
                     _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
             rows = write_other_labels()
-        _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges, bucket_sets)
+        _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges,
+                     bucket_sets, tiles, origins)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
     return ConvertResult(out, counts, bucket_sets, placer.placed, warnings)
@@ -337,13 +354,17 @@ def _write_json(obj, path: Path):
     path.write_bytes(compact_json_bytes(obj))
 
 
-def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets):
+def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets,
+                 tiles: TileSpec | None = None, origins: dict | None = None):
     classes = [{"index": i, "category_id": c, "name": train.category_names[c]} for i, c in enumerate(train.category_ids)]
-    (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names), encoding="utf-8")
+    (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names, {TILES_SPLIT: origins} if origins else None),
+                                     encoding="utf-8")
     # every yaml lists the ground truth of every split: consumers look it up by split name
     # (YoloManifest.split_of_folder(data["val"]) -> "val-NAME")
+    long_sides = sorted(max(im["width"], im["height"]) for im in splits[0].data["images"])
     section = DatasetSection(out, {s.name: f"annotations/{s.name}.json" for s in splits}, bucket_sets,
-                             box_size=mean_box_size(train))
+                             box_size=mean_box_size(train),
+                             train_long_side=long_sides[len(long_sides) // 2] if long_sides else None)
     common = {"path": str(out), "nc": len(classes), "names": {c["index"]: c["name"] for c in classes}}
     (tmp / "data.yaml").write_text(dump_data_yaml(
         {**common, "train": "images/train", "val": "images/val", SECTION: section.to_dict()}), encoding="utf-8")
@@ -351,6 +372,12 @@ def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, spl
         section.area_range = r.to_dict()
         data = {**common, "train": f"images/train-{r.name}", "val": f"images/val-{r.name}", SECTION: section.to_dict()}
         (tmp / f"data-{r.name}.yaml").write_text(dump_data_yaml(data), encoding="utf-8")
+    if tiles is not None:
+        section.area_range, section.tiles = None, tiles.to_dict()
+        tile_sides = [max(o["width"], o["height"]) for o in (origins or {}).values()]
+        section.train_long_side = max(tile_sides) if tile_sides else tiles.size
+        data = {**common, "train": f"images/{TILES_SPLIT}", "val": "images/val", SECTION: section.to_dict()}
+        (tmp / "data-tiles.yaml").write_text(dump_data_yaml(data), encoding="utf-8")
 
 
 def _is_converted_dataset(folder: Path) -> bool:

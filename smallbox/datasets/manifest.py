@@ -17,13 +17,17 @@ and class indices to the original COCO image and category ids).
       area_range: {name: small, min_area: 0, max_area: 1024}   # data-NAME.yaml of a per-area split only
       box_size: {mean_side_px: 29.7, mean_side_rel: 0.046}      # mean sqrt(w*h) of the train boxes, in px and
                                                                # over the image's long side (NWD's constant)
+      train_long_side: 640                         # median long side of the training images (or tiles)
+      tiles: {size: 320, overlap: 0.2, ...}        # data-tiles.yaml only (smallbox convert --tiles)
       fitness: fit/AP_small                        # optional, added by the user: best-model metric
 
 ``manifest.json``::
 
     {"version": 1,
      "classes": [{"index": 0, "category_id": 1, "name": "open"}, ...],
-     "splits": {"train": {"<file name in images/train>": <image id>, ...}, "val": {...}, ...}}
+     "splits": {"train": {"<file name in images/train>": <image id>, ...}, "val": {...}, ...},
+     "tiles": {"train-tiles": {"<tile file>": {"image_id", "file_name", "x", "y", "width", "height"}}}}
+                                                   # (with --tiles: each tile's source image and window)
 """
 
 from __future__ import annotations
@@ -56,6 +60,10 @@ class DatasetSection:
         fitness: the results.csv column that picks best.pt, if the user set one.
         box_size: ``{"mean_side_px", "mean_side_rel"}`` of the train boxes (``sqrt(w*h)``, in
             original px and as a share of the image's long side), or None (an older conversion).
+        train_long_side: the median long side of the training images (of the tiles, for a tiled
+            dataset): with the training imgsz, the scale the model sees objects at.
+        tiles: the tiling of a ``data-tiles.yaml`` (:class:`smallbox.datasets.tiles.TileSpec`): its
+            val split is scored on whole images through sliced inference with these tiles.
     """
 
     root: Path
@@ -65,11 +73,17 @@ class DatasetSection:
     area_range: dict | None = None
     fitness: str | None = None
     box_size: dict | None = None
+    train_long_side: int | None = None
+    tiles: dict | None = None
 
     def to_dict(self) -> dict:
         out = {"manifest": self.manifest, "coco": dict(self.coco), "buckets": [b.to_dict() for b in self.buckets]}
         if self.box_size is not None:
             out["box_size"] = dict(self.box_size)
+        if self.train_long_side is not None:
+            out["train_long_side"] = int(self.train_long_side)
+        if self.tiles is not None:
+            out["tiles"] = dict(self.tiles)
         if self.area_range is not None:
             out["area_range"] = dict(self.area_range)
         if self.fitness:
@@ -97,7 +111,8 @@ def dataset_section(data: dict, source="data.yaml") -> DatasetSection | None:
     except (KeyError, TypeError) as e:
         raise SmallboxError(f"{source}: {SECTION}.buckets: {e}") from None
     return DatasetSection(Path(str(data.get("path", "."))), dict(extra.get("coco") or {}), buckets,
-                          extra["manifest"], extra.get("area_range"), extra.get("fitness"), extra.get("box_size"))
+                          extra["manifest"], extra.get("area_range"), extra.get("fitness"), extra.get("box_size"),
+                          extra.get("train_long_side"), extra.get("tiles"))
 
 
 def mean_box_size(dataset) -> dict | None:
@@ -154,8 +169,11 @@ class YoloManifest:
         return name if name in self.splits else None
 
 
-def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]]) -> dict:
-    return {"version": MANIFEST_VERSION, "classes": classes, "splits": splits}
+def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]], tiles: dict | None = None) -> dict:
+    out = {"version": MANIFEST_VERSION, "classes": classes, "splits": splits}
+    if tiles:
+        out["tiles"] = tiles
+    return out
 
 
 def read_data_yaml(path) -> dict:
@@ -228,5 +246,5 @@ def size_buckets(spec: str, gt_path, areas) -> tuple[SizeBuckets, str | None]:
     return SizeBuckets.parse(spec, areas), None
 
 
-def write_manifest_text(classes: list[dict], splits: dict) -> str:
-    return json.dumps(manifest_dict(classes, splits), sort_keys=True, indent=1)
+def write_manifest_text(classes: list[dict], splits: dict, tiles: dict | None = None) -> str:
+    return json.dumps(manifest_dict(classes, splits, tiles), sort_keys=True, indent=1)

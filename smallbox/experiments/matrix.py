@@ -10,6 +10,7 @@
                                                          #   image with train or select
       images: data/deeppcb/images
       splits: [small:0:32^2]      # per-area splits for specialists (smallbox convert --split)
+      tiles: 320,0                # tiles of the train images (smallbox convert --tiles), for `split: tiles`
     seeds: [0, 1, 2]
     baseline: baseline            # the arm every other arm is compared with
     defaults:                     # Ultralytics train arguments of every arm (never `seed`)
@@ -60,7 +61,8 @@ ARM_KEYS = {"model", "args", "about", "pretrained", "split", "fuse_with", "fuse"
             "estimate_minutes"}
 TOP_KEYS = {"name", "scale", "data", "seeds", "baseline", "defaults", "evaluation", "arms", "about", "fitness",
             "keep_weights_mb"}
-DATA_KEYS = {"train", "select", "report", "images", "splits"}
+DATA_KEYS = {"train", "select", "report", "images", "splits", "tiles"}
+TILES_SPLIT = "tiles"  # an arm's `split: tiles` trains on data-tiles.yaml (data.tiles: SIZE[,OVERLAP])
 DEFAULT_EVALUATION = {"conf": 0.001, "iou": 0.7, "max_det": 100}
 # Set by the runner for every run: a matrix that sets them would be silently overridden (seed) or
 # would move the run's files out of the ledger's reach.
@@ -223,6 +225,13 @@ def _data(value, problems: Problems) -> dict:
     for key in ("train", "select", "report", "images"):
         if not isinstance(value.get(key), str) or not value.get(key):
             problems.add(f"data.{key}", "missing" if key not in value else f"must be a path, got {value[key]!r}")
+    if "tiles" in value:
+        from ..datasets.tiles import TileSpec
+
+        try:
+            TileSpec.parse(str(value["tiles"]))
+        except SmallboxError as e:
+            problems.add("data.tiles", str(e))
     splits = value.get("splits", [])
     if not isinstance(splits, list):
         problems.add("data.splits", "must be a list of NAME:MIN_AREA:MAX_AREA")
@@ -351,6 +360,8 @@ def _fuse(value, key: str, problems: Problems) -> dict:
 
 def _check_references(arms: dict[str, Arm], baseline: str, data: dict, problems: Problems) -> None:
     split_names = [str(s).split(":")[0] for s in data.get("splits", []) if isinstance(data.get("splits"), list)]
+    if data.get("tiles"):
+        split_names.append(TILES_SPLIT)
     for arm in arms.values():
         for ref in arm.depends_on:
             if ref not in arms:
@@ -358,7 +369,8 @@ def _check_references(arms: dict[str, Arm], baseline: str, data: dict, problems:
             elif ref == arm.name:
                 problems.add(f"arms.{arm.name}", "refers to itself")
         if arm.split and arm.split not in split_names:
-            problems.add(f"arms.{arm.name}.split", f"trains on split {arm.split!r}, which data.splits does not make")
+            problems.add(f"arms.{arm.name}.split", f"trains on split {arm.split!r}, which data.splits does not make"
+                         + (" (split: tiles needs data.tiles: SIZE[,OVERLAP])" if arm.split == TILES_SPLIT else ""))
     if arms and baseline not in arms:
         problems.add("baseline", f"{baseline!r} is not an arm (arms: {', '.join(arms)})")
     if not arms and isinstance(data, dict):

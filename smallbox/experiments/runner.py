@@ -32,7 +32,7 @@ from ..errors import SmallboxError
 from ..fileio import read_json, write_json_atomic
 from ..predictions.images import IMAGE_IDS_ENV
 from .ledger import FUSED, PREDICTIONS, WEIGHTS, Ledger, json_record
-from .matrix import NO_SELECT, Arm, Matrix
+from .matrix import NO_SELECT, TILES_SPLIT, Arm, Matrix
 
 
 _RUNNING: set = set()  # subprocesses of this process, stopped on an interrupt
@@ -130,8 +130,8 @@ def train_run(plan: Plan, arm: Arm, seed: int, data: Path, run: Path, costs: Cos
     epochs = _epochs_done(run)
     n_train = len(read_json(data / "annotations" / (f"train-{arm.split}.json" if arm.split else "train.json"))["images"])
     if matrix.selects:
-        how = {"selected_by": f"{matrix.fitness} on the select split"
-                              + (f" (its {arm.split} boxes)" if arm.split else ""), "epoch": _best_epoch(run, matrix.fitness)}
+        on = (" (whole images, sliced)" if arm.split == TILES_SPLIT else f" (its {arm.split} boxes)") if arm.split else ""
+        how = {"selected_by": f"{matrix.fitness} on the select split{on}", "epoch": _best_epoch(run, matrix.fitness)}
     else:
         how = {"selected_by": "none: the last epoch of the fixed schedule", "epoch": epochs}
     settings = {"model": arm.model, "args": args, "split": arm.split, "init_from": arm.init_from,
@@ -275,6 +275,8 @@ def prepare_data(plan: Plan) -> Path:
         cmd = ["convert", d["train"], "--images", d["images"], "--val", val, "--out", str(folder)]
         for split in d.get("splits", []):
             cmd += ["--split", str(split)]
+        if d.get("tiles"):
+            cmd += ["--tiles", str(d["tiles"])]
         plan.work.mkdir(parents=True, exist_ok=True)
         _smallbox(cmd, plan.work / "convert.log")
         stamp.write_text(wanted, encoding="utf-8")

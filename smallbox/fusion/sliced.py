@@ -15,6 +15,7 @@ compare both with SAHI itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,16 +28,23 @@ MERGES = ("greedy", "nms")
 METRICS = ("ios", "iou")
 
 
-def tile_input_size(image_hw, tile: int, trained_imgsz: int, upscale: float, stride: int = 32) -> int:
-    """The network input size for ``tile``-pixel tiles of an image of ``image_hw`` such that the
-    tiles' objects are seen at most ``upscale`` times larger than the model saw objects in
-    training (the whole image letterboxed to ``trained_imgsz``), never above the tile's own size.
+def tile_input_size(image_hw, tile: int, trained_imgsz: int, upscale: float, stride: int = 32,
+                    train_scale: float | None = None) -> int:
+    """The network input size for ``tile``-pixel tiles such that the tiles' objects are seen at
+    most ``upscale`` times larger than the model saw objects in training, never above the tile's
+    own size.
+
+    The training scale is ``train_scale`` (input px per original px, recorded in the checkpoint
+    at train time: imgsz over the training images' long side, or 1 for a model trained on tiles at
+    their own size). Without it (a checkpoint from elsewhere) the training images are taken to be
+    the size of the image being sliced: the whole image at ``trained_imgsz``, which holds only
+    when they are (on images twice the training size it would shrink every tile twofold).
 
     Why: a model trained on downscaled images finds little at full resolution (on DeepPCB a
     YOLOv8n trained at 320 scores AP 0.21 at 320 and 0.01 at 640); Ultralytics' random scale
     augmentation (0.5x-1.5x) is the range it knows."""
-    trained_scale = trained_imgsz / max(image_hw)
-    size = min(tile, tile * trained_scale * upscale)
+    scale = train_scale if train_scale else trained_imgsz / max(image_hw)
+    size = min(tile, tile * scale * upscale)
     return max(stride, int(round(size / stride)) * stride)
 
 
@@ -175,3 +183,56 @@ def _grow(box: np.ndarray, claimed: np.ndarray, metric: str, threshold: float) -
         if _metric_matrix(np.stack([box, other]), metric)[0, 1] >= threshold:
             box = np.concatenate([np.minimum(box[:2], other[:2]), np.maximum(box[2:], other[2:])])
     return box
+
+
+@dataclass(frozen=True)
+class SliceOptions:
+    """``smallbox slice``'s settings (the CLI's defaults), shared with the validator of a model
+    trained on tiles, so that training and ``slice`` + ``eval`` score one model alike."""
+
+    tile: int | None = None          # None: the model's training tile (tiled models), else DEFAULT_TILE
+    overlap: float = 0.2
+    full: bool = True
+    merge: str = "nms"
+    match_metric: str = "iou"
+    match_thr: float = 0.5
+    imgsz: int | None = None         # None: from upscale and the model's training scale
+    upscale: float = 1.25
+
+    def tile_for(self, predict_fn) -> int:
+        return self.tile or getattr(predict_fn, "trained_tile", None) or DEFAULT_TILE
+
+
+DEFAULT_TILE = 640
+
+
+def slice_images(images, predict_fn, options: SliceOptions, category_ids, progress: bool = True, eval_whole: bool = False):
+    """Sliced inference of ``images`` (``[(image id, path)]``) as COCO results with those ids.
+
+    Returns ``(predictions, whole-image predictions or [], seconds spent predicting)``; with
+    ``eval_whole`` the whole image's own prediction is kept too (predicted once, used twice)."""
+    import time
+
+    import cv2
+    from tqdm import tqdm
+
+    from ..predictions import to_coco_results
+
+    tile = options.tile_for(predict_fn)
+    preds, whole_preds = [], []
+    start = time.perf_counter()
+    for image_id, path in tqdm(images, desc="slice", dynamic_ncols=True, disable=not progress):
+        pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise SmallboxError(f"{path}: cannot read image")
+        model = predict_fn
+        if options.imgsz is None and getattr(predict_fn, "trained_imgsz", None):
+            model = predict_fn.with_tile_size(tile_input_size(pixels.shape[:2], tile, predict_fn.trained_imgsz,
+                                                              options.upscale, train_scale=predict_fn.train_scale))
+        whole = predict_fn.full(pixels) if eval_whole and options.full else None
+        if whole is not None:
+            whole_preds += to_coco_results(*whole, image_id, category_ids)
+        boxes, scores, labels = predict_sliced(pixels, model, tile, options.overlap, options.full, options.merge,
+                                               options.match_metric, options.match_thr, whole=whole)
+        preds += to_coco_results(boxes, scores, labels, image_id, category_ids)
+    return preds, whole_preds, time.perf_counter() - start

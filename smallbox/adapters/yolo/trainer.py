@@ -27,6 +27,7 @@ from ..size_weighting import resolve_named_thresholds
 from ..timm_features import find_weights_file
 from ..timm_weights import WeightsError, read_checkpoint
 from .layers import TimmBackbone, pretrained_backbone_files
+from .metadata import KEY as METADATA_KEY, build_metadata
 from .model import SmallboxDetectionModel, resolve_base, with_backbone_weights
 from .train_data import build_original_area_dataset
 from .val_data import build_predict_val_loader
@@ -52,6 +53,7 @@ class SmallboxTrainer(DetectionTrainer):
             cfg = resolve_named_thresholds(resolve_base(cfg if isinstance(cfg, dict) else yaml_model_load(cfg)), self.data)
             cfg = resolve_constant(cfg, self.data, self.args.imgsz)
         model = SmallboxDetectionModel(cfg, nc=self.data["nc"], ch=self.data["channels"], verbose=verbose and RANK == -1)
+        model.yaml = {**model.yaml, METADATA_KEY: build_metadata(self.data, self.args.imgsz)}  # travels in every checkpoint
         model = self.set_model_names_for_load(model)
         if weights:
             model.load(weights)

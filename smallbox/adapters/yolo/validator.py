@@ -42,6 +42,23 @@ class SmallboxValidator(DetectionValidator):
     """``DetectionValidator`` that adds COCO AP by size (original json, original ids)."""
 
     coco_eval: CocoSplitEvaluator | None = None
+    sliced: dict | None = None  # the slice settings of a tiled model's validation (:mod:`.tiled_val`)
+
+    def __call__(self, trainer=None, model=None, **kwargs):
+        """A model trained on tiles is scored on the whole val images through sliced inference
+        (:mod:`.tiled_val`); any other as Ultralytics validates, with predict's letterbox and NMS."""
+        from .tiled_val import sliced_validation, tiles_of
+
+        if trainer is not None and tiles_of(trainer.data) is not None and not self.args.single_cls:
+            return sliced_validation(self, trainer)
+        if trainer is None and str(self.args.data).endswith((".yaml", ".yml")):
+            from ultralytics.data.utils import check_det_dataset
+
+            data = check_det_dataset(self.args.data, split=self.args.split)
+            if tiles_of(data) is not None and not self.args.single_cls:
+                self.data = data
+                return sliced_validation(self, weights=model or self.args.model)
+        return super().__call__(trainer, model, **kwargs)
 
     # -- what predict sees -------------------------------------------------------------------
 
@@ -189,6 +206,9 @@ class SmallboxValidator(DetectionValidator):
     def evaluation_settings(self) -> dict:
         """The settings behind the predictions and the numbers (recorded in smallbox.json)."""
         a = self.args
+        if self.sliced:
+            return {"conf": a.conf, "iou": a.iou, "imgsz": a.imgsz, "sliced": dict(self.sliced),
+                    "how": "whole val images through sliced inference, as smallbox slice with its defaults"}
         return {"conf": a.conf, "iou": a.iou, "max_det": a.max_det, "imgsz": a.imgsz, "agnostic_nms": a.agnostic_nms,
                 "letterbox": "as predict (auto=rect)", "nms": "as predict (one label per box)"}
 
