@@ -1,9 +1,10 @@
 """``smallbox report`` over run folders written by the real trainers (tiny models, a few seconds
-each): seeds grouped (mean ± std checked with the statistics module), each group tested against
-the baseline with the calibrated test, a specialist re-scored on the full val json it shares
-with the baseline (numbers checked with pycocotools), ground truths compared by content,
-evaluation settings stated, an Ultralytics val folder skipped, a plain Ultralytics run, older
-relative paths, and bad input."""
+each): each run's chosen checkpoint scored on a report split that neither trained nor picked it
+(numbers checked with pycocotools on the predictions it made), a report split that overlaps the
+picking json refused, seeds grouped (mean ± std checked with the statistics module), each group
+tested against the baseline with the calibrated test, evaluation settings stated, an Ultralytics
+val folder skipped, without a report split the last epoch and no test, a plain Ultralytics run,
+older relative paths, and bad input."""
 
 from __future__ import annotations
 
@@ -71,15 +72,26 @@ def assert_verdict_follows_interval(result):
 
 
 @pytest.fixture(scope="module")
-def report(runs, tmp_path_factory):
+def report_split(tmp_path_factory):
+    """Four more DeepPCB val images made odd the same way: images no run trained on or picked by."""
+    from odd_data import make_odd_deeppcb
+    from yolo_helpers import DEEPPCB
+
+    root = tmp_path_factory.mktemp("report-split")
+    return {"json": make_odd_deeppcb(DEEPPCB / "annotations" / "val.json", DEEPPCB / "images", root, 4, offset=4),
+            "images": root / "images"}
+
+
+@pytest.fixture(scope="module")
+def report(runs, report_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.md"
     folders = sorted((runs["root"] / "yolo").iterdir()) + [runs["tv"]]
     rep = build_report(folders, out, out.with_suffix(".csv"), metric="coco/AP_small", n=50,
-                       baseline="full-s0")
+                       baseline="full-s0", report_split=report_split["json"], images=report_split["images"])
     return rep, out
 
 
-def test_seeds_grouped_baseline_first_val_folder_skipped(runs, report):
+def test_each_run_is_its_checkpoint_on_the_report_split(runs, report, report_split):
     rep, out = report
     labels = [g.label for g in rep["groups"]]
     assert labels[0] == "full-s0, full-s1"  # --baseline's group leads
@@ -87,56 +99,60 @@ def test_seeds_grouped_baseline_first_val_folder_skipped(runs, report):
     assert rep["notes"] == [f"skipped {runs['val']}: not a training run (no results.csv: a val or predict folder?)"]
     md = out.read_text()
     assert f"skipped {runs['val']}" in md
-    # mean ± std (n) of the best epoch by coco/AP_small (ties: the earliest), from results.csv
+    assert "report split val-odd.json, which neither trained nor picked any of them" in md
+    assert "picked on val-odd.json, val-small.json" in md
+    report_ids = {im["id"] for im in json.loads(report_split["json"].read_text())["images"]}
     for group in rep["groups"]:
-        for column in ("coco/AP", "coco/AP_small"):
-            values = []
-            for r in group.runs:
-                rows = results_rows(r.folder)
-                scores = [row["coco/AP_small"] for row in rows]
-                values.append(rows[scores.index(max(scores))][column])
+        values = {"coco/AP": [], "coco/AP_small": []}
+        for r in group.runs:
+            preds = json.loads(r.predictions.read_text())
+            assert {p["image_id"] for p in preds} <= report_ids and r.predictions != r.folder / "predictions.json"
+            stats = pycocotools_stats(report_split["json"], preds)
+            values["coco/AP"].append(float(stats[0]))
+            values["coco/AP_small"].append(float(stats[3]))
+            best = json.loads((r.folder / "smallbox.json").read_text())["best"]["epoch"]
+            assert r.epoch == best and isinstance(best, int)  # the epoch best.pt holds, as the run recorded it
+        for column, v in values.items():
+            v = [x for x in v if x >= 0]
             mean, std, n = group.mean_std(column)
-            assert (mean, n) == (pytest.approx(statistics.fmean(values)), len(values))
-            assert std == pytest.approx(statistics.stdev(values)) if len(values) > 1 else np.isnan(std)
+            assert (mean, n) == (pytest.approx(statistics.fmean(v), abs=1e-9), len(v))
+            assert std == pytest.approx(statistics.stdev(v)) if len(v) > 1 else np.isnan(std)
     assert "| settings |" in md and "mosaic=0.0" in md  # same model, another recipe: its own group
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     assert rows[0]["seeds"] == "0, 1" and rows[0]["coco/AP_small n"] == "2"
-    assert rows[0]["coco/AP_large"] == "" and MISSING in md  # -1 in results.csv: no large box, not a value
 
 
-def test_evaluation_settings_and_ground_truths_are_stated(runs, report):
+def test_evaluation_settings_and_the_one_ground_truth_are_stated(runs, report):
     rep, out = report
     md = out.read_text()
     section = md.split("## Evaluation settings and ground truth", 1)[1].split("## Is the difference real?")[0]
-    assert "conf=0.001, iou=0.7, max_det=300, imgsz=96" in section  # YOLO's validator
+    assert "conf=0.001, iou=0.7, max_det=300, imgsz=96" in section  # YOLO's validator, predict used the same
     assert "score_thresh=0.001, nms_thresh=0.5, detections_per_img=300" in section  # torchvision's
     assert "**The groups were evaluated with different settings**" in section
-    assert "val-small.json (4 images, 6 boxes" in section and "val.json (4 images, 25 boxes" in section
-    assert "**The groups were scored against different ground truths**" in section
-
-
-def test_specialist_is_rescored_on_the_val_json_it_shares_with_the_baseline(runs, report):
-    rep, _ = report
-    by_label = {c.b.label: c for c in rep["comparisons"]}
-    spec = by_label["small-s0, small-s1"]
-    info = json.loads((runs["small"][0] / "smallbox.json").read_text())
-    assert info["val"].endswith("val-small.json")  # what its own numbers are scored on
-    assert spec.scored_on.path.name == "val.json" and "val-small.json" in spec.note and "re-scored" in spec.note
-    val = runs["dataset"] / "annotations" / "val.json"
-    for side, folders in ((spec.result.a_values, runs["full"]), (spec.result.b_values, runs["small"])):
-        ref = [float(pycocotools_stats(val, json.loads((f / "predictions.json").read_text()))[3]) for f in folders]
-        assert side == pytest.approx(ref, abs=1e-9)
-
-
-def test_same_ground_truth_by_two_paths_is_compared(runs, report):
-    """The tv run names the odd dataset's own val json, the YOLO runs the copy `smallbox convert`
-    wrote: one ground truth by content."""
-    rep, _ = report
+    assert "val-odd.json (4 images" in section and "different ground truths" not in section
     tv = {c.b.label: c for c in rep["comparisons"]}["tv-tiny"]
-    tv_val = json.loads((runs["tv"] / "smallbox.json").read_text())["val"]
-    assert not tv_val.endswith("annotations/val.json")
-    assert tv.result is not None and "hold the same ground truth" in tv.note
-    assert tv.result.verdict == "cannot tell: one run on side B"
+    assert tv.result is not None and tv.result.verdict == "cannot tell: one run on side B"
+
+
+def test_a_report_split_that_picked_or_trained_is_refused(runs, tmp_path, capsys):
+    yolo = [str(runs["full"][0])]
+    val = runs["dataset"] / "annotations" / "val.json"
+    assert main(["report", *yolo, "--report-split", str(val), "--images", str(runs["dataset"]), "--out",
+                 str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert "shares 4 image(s)" in err and "picked the checkpoint of full-s0" in err and not (tmp_path / "r.md").exists()
+    train = runs["dataset"] / "annotations" / "train.json"
+    assert main(["report", *yolo, "--report-split", str(train), "--images", str(runs["dataset"]), "--out",
+                 str(tmp_path / "r.md")]) == 2
+    assert "which trained full-s0" in capsys.readouterr().err
+
+
+def test_without_a_report_split_the_last_epoch_and_no_test(runs, tmp_path):
+    rep = build_report([*runs["full"], runs["nomosaic"]], tmp_path / "r.md", metric="coco/AP_small", n=20)
+    for g in rep["groups"]:
+        for r in g.runs:
+            assert r.metrics["coco/AP"] == results_rows(r.folder)[-1]["coco/AP"] and r.epoch == 2
+    assert rep["comparisons"] == [] and "Not tested" in rep["markdown"] and "last epoch" in rep["markdown"]
 
 
 def test_never_a_win_the_interval_does_not_support(report):
@@ -173,9 +189,9 @@ def test_older_run_with_relative_paths_and_no_val(runs, tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     rep = build_report([project / "runs" / "old-full", project / "runs" / "old-small"], tmp_path / "r.md",
                        metric="coco/AP_small", n=20)
-    (cmp,) = rep["comparisons"]
-    assert cmp.scored_on.path == project / "data" / "annotations" / "val.json"
-    assert "val-small.json" in cmp.note and cmp.result is not None
+    md = rep["markdown"]
+    assert "annotations/val.json" in md.replace("\\", "/") or "val.json (4 images" in md
+    assert "val-small.json (4 images" in md  # each found from its run folder
 
 
 def test_plain_ultralytics_run_uses_args_yaml_and_their_map(runs, tmp_path):

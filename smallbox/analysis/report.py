@@ -1,6 +1,13 @@
 """One table over training runs (YOLO and torchvision alike), seeds grouped into mean ± std, each
 group tested against a baseline group with the calibrated test (:mod:`.significance`).
 
+What each run is scored by: with ``--report-split`` (the honest way), the checkpoint the run chose
+(best.pt, picked on its val split) predicted and scored on a split that neither trained nor picked
+it (:mod:`.report_split`); without, the LAST epoch's row of results.csv, on the val split, which
+picked nothing for it. Never the best row of results.csv: the epoch that scored highest on a split
+is lifted on that split by the luck of the pick. Without a report split the runs are not tested
+against each other (their only predictions file is best.pt's on the split that picked it).
+
 A run folder (:mod:`smallbox.runfolder`) holds ``results.csv`` (one row per epoch; metric columns
 ``coco/AP``, ``coco/AP50``, ``coco/AP_small`` ..., and ``X/AP_small`` ... per extra bucket set
 ``X``) and ``smallbox.json`` (``path, model, backbone, imgsz, epochs, seed, data, val, buckets,
@@ -56,8 +63,12 @@ class Run:
     def __post_init__(self):
         self.name = self.name or self.folder.name
 
+    report_predictions: Path | None = None  # the chosen checkpoint's predictions on the report split
+
     @property
     def predictions(self) -> Path | None:
+        if self.report_predictions is not None:
+            return self.report_predictions
         p = self.info.get("predictions")
         path = self.folder / p if p else None
         return path if path is not None and path.is_file() else None
@@ -421,7 +432,7 @@ def significance_markdown(comparisons: list[Comparison], column: str, level: flo
             "the run variance. \"B better\" only when the "
             "whole interval is above 0. With one run on a side the seed spread is unknown: the interval covers the "
             "test images only and the verdict is \"cannot tell\". Computed from each run's predictions file (the "
-            "final model on the val split), not from the table's epoch (docs/analysis.md)."]
+            "chosen checkpoint on the report split), the same predictions the table scores (docs/analysis.md)."]
     return "\n".join(text + ([""] + [f"- {note}" for note in notes] if notes else []))
 
 
@@ -465,10 +476,15 @@ def pr_curves(groups: list[Group], gt_of) -> dict:
     return curves
 
 
-def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch: str = "best", gt=None,
+def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch: str = "last", gt=None,
                  n: int = 1000, seed: int = 0, significance: bool = True, baseline: str | None = None,
-                 level: float = 0.95, df: str = "auto") -> dict:
+                 level: float = 0.95, df: str = "auto", report_split=None, images=None) -> dict:
     """Write the markdown report (and CSV, and PNG plots beside the markdown).
+
+    Args:
+        report_split, images: a COCO json (and its image folder) that neither trained nor picked
+            any run's checkpoint: each run's best.pt is predicted and scored on it. Without it,
+            each run's last epoch row (``epoch="last"``), and no test.
 
     Returns ``{"markdown", "csv", "groups", "comparisons", "files", "notes"}``; ``notes`` name the
     paths that were not training runs.
@@ -476,19 +492,35 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
     from .plots import plot_ap_by_size, plot_pr_curves
     from ..fileio import write_text_atomic
 
+    if epoch != "last":
+        raise SmallboxError("a run's best epoch by its val split is lifted on that split: use --report-split, or the last epoch")
+    if report_split and not images:
+        raise SmallboxError("--report-split needs --images (the folder its file_name entries are relative to)")
     folders, notes = select_run_folders(run_dirs)
-    runs = [load_run(d, metric, epoch) for d in folders]
+    runs = [load_run(d, metric, "last") for d in folders]
     names = [r.name for r in runs]
     for r in runs:
         if names.count(r.folder.name) > 1:
             r.name = f"{r.folder.parent.name}/{r.folder.name}"
+    out_md = Path(out_md)
+    stem = out_md.with_suffix("")
+    gts = GroundTruths()
+    override = gts.load(gt) if gt else None
+    if report_split:
+        from .report_split import score_runs_on_report
+
+        _, picked = score_runs_on_report(runs, report_split, images, Path(f"{stem}_report_predictions"))
+        override = gts.load(report_split)
+        chosen = (f"checkpoint (best.pt, picked on {', '.join(sorted(set(picked.values())))}) predicted and scored on the "
+                  f"report split {Path(report_split).name}, which neither trained nor picked any of them")
+    else:
+        chosen = ("last epoch (results.csv, on the val split, which picked nothing for it; give --report-split to score "
+                  "each run's best.pt on images that neither trained nor picked it)")
     groups = group_runs(runs)
     base = pick_baseline(groups, baseline)
     groups.insert(0, groups.pop(base))
     columns = metric_columns(runs)
     header, rows = table_rows(groups, columns)
-    gts = GroundTruths()
-    override = gts.load(gt) if gt else None
     found = {}
 
     def gt_of(group: Group) -> GroundTruth | None:
@@ -499,27 +531,29 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
             found[id(group)] = gts.load(paths[0]) if paths else None
         return found[id(group)]
 
-    out_md = Path(out_md)
-    stem = out_md.with_suffix("")
-    chosen = "last epoch" if epoch == "last" else f"best epoch by `{metric}`"
     parts = ["# smallbox report", "",
-             f"Metrics of each run's {chosen} (column *epoch*). Runs that differ only by seed are grouped: "
-             "mean ± std (n runs), std over seeds. The first row is the baseline.", "", markdown_table(header, rows)]
+             f"Metrics of each run's {chosen} (column *epoch*: the epoch that checkpoint holds). Runs that differ only by "
+             "seed are grouped: mean ± std (n runs), std over seeds. The first row is the baseline.", "",
+             markdown_table(header, rows)]
     if any(r.fallback for r in runs):
         parts += ["", "† Ultralytics' own mAP (the run's results.csv has no COCO columns): not COCO's evaluator."]
     if notes:
         parts += [""] + [f"- {note}" for note in notes]
     parts += ["", "## Evaluation settings and ground truth", "", settings_markdown(groups, gt_of)]
     comparisons = []
-    if significance and len(groups) > 1:
+    if significance and len(groups) > 1 and report_split:
         comparisons = compare_groups(groups, metric, gt_of, 0, n=n, seed=seed, level=level, df=df)
         parts += ["", f"## Is the difference real? ({metric}, each group against the baseline, {n} paired image "
                   f"resamples, seed {seed})", "", significance_markdown(comparisons, metric, level)]
+    elif significance and len(groups) > 1:
+        parts += ["", "## Is the difference real?", "", "Not tested: each run's only predictions are its best.pt's on the "
+                  "split that picked it. Give `--report-split JSON --images DIR` (images that neither trained nor picked "
+                  "any run) to test the groups on their chosen checkpoints."]
     files = []
     bars = {f"{_display(g.info, 'model')}: {g.label}": {c: g.mean_std(c)[:2] for c in columns if "/AP_" in c} for g in groups}
     files.append(plot_ap_by_size(bars, f"{stem}_ap_by_size.png"))
     parts += ["", "## Plots", "", f"![AP by size bucket]({files[-1].name})"]
-    curves = pr_curves(groups, gt_of)
+    curves = pr_curves(groups, gt_of) if report_split else {}
     if curves:
         files.append(plot_pr_curves(curves, f"{stem}_pr_by_size.png"))
         parts += ["", f"![precision-recall by size bucket]({files[-1].name})"]

@@ -38,7 +38,14 @@ def yolo_run_info(trainer) -> dict:
             "predictions": PREDICTIONS_JSON if (save_dir / PREDICTIONS_JSON).exists() else None,
             "evaluation": validator.evaluation_settings() if hasattr(validator, "evaluation_settings") else None,
             "best": {"metric": getattr(validator, "fitness_key", None) or "fitness", "value": _float(trainer.best_fitness),
-                     "epoch": None}}
+                     "epoch": _best_epoch(trainer)}}
+
+
+def _best_epoch(trainer) -> int | None:
+    """The epoch best.pt holds (1-based): Ultralytics rewrites best.pt whenever an epoch's fitness
+    equals the best so far, and its stopper records the last such epoch."""
+    epoch = getattr(getattr(trainer, "stopper", None), "best_epoch", None)
+    return int(epoch) if isinstance(epoch, int) and epoch > 0 else None
 
 
 def on_train_end(trainer) -> None:

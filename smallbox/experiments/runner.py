@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -284,28 +283,14 @@ def prepare_data(plan: Plan) -> Path:
 
 
 def report_images(plan: Plan) -> Path:
-    """A folder holding exactly the report json's images (hard links, else copies), so that
-    ``yolo predict`` runs on them alone; their ids come from the report json."""
+    """A folder holding exactly the report json's images, so that ``yolo predict`` runs on them
+    alone; their ids come from the report json."""
     from ..datasets import load_coco
+    from ..predictions.images import linked_image_folder
 
-    folder = plan.work / "report-images"
-    stamp = folder / ".smallbox-report.json"
-    wanted = json.dumps([plan.matrix.data["report"], plan.matrix.data["images"]])
     with _DATA_LOCK:
-        if stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
-            return folder
         gt = load_coco(plan.matrix.data["report"], check_files=False)
-        shutil.rmtree(folder, ignore_errors=True)
-        for image in gt.images:
-            source = Path(plan.matrix.data["images"]) / image["file_name"]
-            target = folder / image["file_name"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copyfile(source, target)
-        stamp.write_text(wanted, encoding="utf-8")
-    return folder
+        return linked_image_folder(gt, plan.matrix.data["images"], plan.work / "report-images")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -201,3 +201,33 @@ def default_category_ids(nc: int, known=None) -> list[int]:
 def write_images_json(out_dir, index: ImageIndex, categories: list[dict]) -> Path:
     """``images.json`` beside a folder's predictions (rule 3)."""
     return write_json_atomic(index.to_coco(categories), Path(out_dir) / IMAGES_JSON)
+
+
+def linked_image_folder(gt: CocoDataset, image_root, folder) -> Path:
+    """A flat folder holding exactly the images of ``gt`` (hard links, else copies, named by their
+    base name), so that a command that predicts a whole folder (``yolo predict``, which does not
+    look into sub-folders) runs on them alone; their ids then come from ``gt`` by base name (rule
+    1). Remade when ``gt`` names other files."""
+    import shutil
+    from collections import Counter
+
+    folder = Path(folder)
+    stamp = folder / ".smallbox-images.json"
+    wanted = sorted(im["file_name"] for im in gt.images)
+    names = Counter(PurePosixPath(n.replace("\\", "/")).name for n in wanted)
+    twice = [n for n, k in names.items() if k > 1]
+    if twice:
+        raise SmallboxError(f"{gt.path}: {len(twice)} base name(s) used by two images in different folders (e.g. {twice[0]}): "
+                            "give each image its own file name")
+    if stamp.is_file() and read_json(stamp) == {"root": str(image_root), "files": wanted}:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name in wanted:
+        source, target = Path(image_root) / name, folder / PurePosixPath(name.replace("\\", "/")).name
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    write_json_atomic({"root": str(image_root), "files": wanted}, stamp)
+    return folder
