@@ -131,7 +131,7 @@ def test_best_pt_loads_predicts_and_validates_without_importing_smallbox(run):
     report = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("REPORT "))[7:])
     assert report["smallbox_imported"]  # unpickling the checkpoint imported it, nothing else did
     assert report["model_class"] == "SmallboxDetectionModel" and report["backbone_class"] == "TimmBackbone"
-    assert report["size_weighting"] == WEIGHTING and report["criterion"] == "SizeWeightedDetectionLoss"
+    assert report["size_weighting"] == WEIGHTING and report["criterion"] == "SmallboxDetectionLoss"
     assert report["pred_shape"] == [5, 6]
     assert 0.0 <= report["map50"] <= 1.0
 

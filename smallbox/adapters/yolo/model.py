@@ -63,6 +63,35 @@ class SmallboxDetectionModel(DetectionModel):
         return build_criterion(self, weighting, nwd)
 
 
+def is_stock_architecture(model) -> bool:
+    """Whether every layer is Ultralytics' own (no smallbox layer such as TimmBackbone): then the
+    model pickles and loads as a plain ``DetectionModel``."""
+    return not any(type(m).__module__.startswith("smallbox.") for m in model.modules() if m is not model)
+
+
+def as_stock_checkpoint(path, metadata: dict | None = None) -> bool:
+    """Rewrite a YOLO checkpoint of a stock architecture so that plain Ultralytics loads it: the
+    model (and EMA) pickled as ``DetectionModel``, ``metadata`` (when given) under its YAML's
+    ``smallbox`` key. Returns False (file untouched) for a model with smallbox layers."""
+    import torch
+
+    from .metadata import KEY
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    models = [ckpt[k] for k in ("model", "ema") if ckpt.get(k) is not None]
+    if not all(is_stock_architecture(m) for m in models):
+        return False
+    for m in models:
+        m.__class__ = DetectionModel
+        if metadata is not None:
+            m.yaml = {**m.yaml, KEY: metadata}
+    from ...fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return True
+
+
 def forget_weight_files(model_yaml: dict, layers) -> dict:
     """A copy of ``model_yaml`` whose TimmBackbone rows name no file to read: ``weights: null``
     and ``weights_from: <the file loaded>`` (a record, never read).

@@ -16,7 +16,7 @@ from copy import copy
 from pathlib import Path
 
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.nn.tasks import yaml_model_load
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 from ultralytics.utils import LOGGER, RANK, YAML
 from ultralytics.utils.torch_utils import unwrap_model
 
@@ -28,7 +28,7 @@ from ..timm_features import find_weights_file
 from ..timm_weights import WeightsError, read_checkpoint
 from .layers import TimmBackbone, pretrained_backbone_files
 from .metadata import KEY as METADATA_KEY, build_metadata
-from .model import SmallboxDetectionModel, resolve_base, with_backbone_weights
+from .model import SmallboxDetectionModel, is_stock_architecture, resolve_base, with_backbone_weights
 from .train_data import build_original_area_dataset
 from .val_data import build_predict_val_loader
 from .validator import SmallboxValidator
@@ -141,6 +141,22 @@ class SmallboxTrainer(DetectionTrainer):
             return super().build_dataset(img_path, mode, batch)
         stride = max(int(unwrap_model(self.model).stride.max()), 32)
         return build_original_area_dataset(self.args, img_path, batch, self.data, stride)
+
+    def save_model(self):
+        """Ultralytics' checkpoints, pickled as a stock ``DetectionModel`` when the architecture is
+        Ultralytics' own (no timm layer): plain Ultralytics then loads, predicts, validates, exports
+        and fine-tunes them without smallbox. The size weighting, NWD and the metadata travel as
+        plain data in the model's YAML dict; smallbox rebuilds its model from that YAML when it
+        fine-tunes one."""
+        ema = self.ema.ema if self.ema else None
+        stock = ema is not None and type(ema) is SmallboxDetectionModel and is_stock_architecture(ema)
+        if stock:
+            ema.__class__ = DetectionModel  # the same state; only the pickled class name changes
+        try:
+            return super().save_model()
+        finally:
+            if stock:
+                ema.__class__ = SmallboxDetectionModel
 
     def get_validator(self):
         return SmallboxValidator(self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks)
