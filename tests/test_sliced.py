@@ -229,3 +229,66 @@ def test_tiles_are_shown_at_most_upscale_times_the_training_scale():
     # a model trained at the image's own size: tiles at full resolution, never above the tile size
     assert tile_input_size((640, 480), 512, 640, 1.5) == 512
     assert tile_input_size((2048, 1024), 512, 1024, 1.0) == 256
+
+
+def test_a_fragment_cut_by_an_inner_tile_edge_never_survives_beside_its_whole_box():
+    """A stub model: the whole image holds one object [240, 100, 520, 200]; the left 320 px tile
+    sees only its cut-off part [240, 100, 320, 200] (IoU 0.286 with the whole box), scored as high.
+    NMS by IoU 0.5 keeps both; the edge merge drops the fragment whatever the scores."""
+    from smallbox.fusion.overlap import iou_xyxy
+
+    image = np.zeros((320, 640, 3), np.uint8)
+    whole_box, fragment = [240.0, 100.0, 520.0, 200.0], [240.0, 100.0, 320.0, 200.0]
+    none = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+
+    def stub(pixels):
+        if pixels.shape[1] == 640:  # the whole image
+            return np.array([whole_box]), np.array([0.8]), np.array([2])
+        left_tile = pixels[0, 0, 0] == 1  # marked below
+        return (np.array([fragment]), np.array([0.8]), np.array([2])) if left_tile else none
+
+    image[:, :320] = 1
+    assert float(iou_xyxy(np.array(fragment), np.array(whole_box))) == pytest.approx(8000 / 28000)
+    for merge, want in (("nms", 2), ("edge", 1)):
+        boxes, _, _ = predict_sliced(image, stub, tile=320, overlap=0.0, full=True, merge=merge, metric="iou",
+                                     threshold=0.5)
+        assert len(boxes) == want, merge
+    assert boxes[0].tolist() == whole_box  # the edge merge kept the whole box, with tied scores
+
+
+def test_on_real_images_no_fragment_survives_the_edge_merge(deeppcb_images):
+    """The bundled model on DeepPCB val images, 320 px tiles of the 640 px images: tile boxes cut by
+    an inner tile edge that lie half inside an uncut box of their class survive NMS by IoU (the
+    old default) but never the edge merge."""
+    from smallbox.fusion.overlap import ios_xyxy
+    from smallbox.fusion.sliced import cut_by_inner_edge
+
+    fn = load_predict_fn(BUNDLED, conf=0.001, imgsz=192, device="cpu")
+    cut_boxes = []
+
+    def recording(pixels):
+        out = fn(pixels)
+        cut_boxes.append(out)
+        return out
+
+    val = json.loads((deeppcb_images.parent / "annotations" / "val.json").read_text())["images"][:6]
+    survivors = {"nms": 0, "edge": 0}
+    for im in val:
+        image = cv2.imread(str(deeppcb_images / im["file_name"]), cv2.IMREAD_COLOR)
+        windows = slice_windows(640, 640, 320, 0.2).tolist()
+        for merge in survivors:
+            boxes, scores, labels = predict_sliced(image, fn, tile=320, overlap=0.2, full=True, merge=merge,
+                                                   metric="iou", threshold=0.5, whole=fn.full(image))
+            # a kept box that is exactly a tile's cut box, half inside another kept box of its class
+            tile_cut = np.zeros(len(boxes), bool)
+            for x0, y0, x1, y1 in windows:
+                b, _, _ = fn(np.ascontiguousarray(image[y0:y1, x0:x1]))
+                shifted = np.asarray(b, float) + [x0, y0, x0, y0]
+                flags = cut_by_inner_edge(shifted, (x0, y0, x1, y1), 640, 640)
+                for cb in shifted[flags]:
+                    tile_cut |= np.isclose(boxes, cb, atol=1e-4).all(axis=1)
+            for i in np.flatnonzero(tile_cut):
+                others = (labels == labels[i]) & ~tile_cut
+                if others.any() and (ios_xyxy(boxes[i][None], boxes[others]) >= 0.5).any():
+                    survivors[merge] += 1
+    assert survivors["nms"] > 0 and survivors["edge"] == 0, survivors

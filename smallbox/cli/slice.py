@@ -27,10 +27,14 @@ def add_arguments(p):
                    help="tile side in pixels (SAHI's slice_height/width, 512 in SAHI); default: the tile size of a model "
                         "trained on tiles (smallbox convert --tiles), else 640")
     p.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio, in [0, 1)")
-    p.add_argument("--no-full", action="store_true", help="tiles only, no prediction on the whole image")
-    p.add_argument("--merge", choices=("greedy", "nms"), default="nms",
-                   help="nms: drop the lower-scored of matching boxes (SAHI's NMS); greedy: merge matches into the best box "
-                        "(SAHI's GREEDYNMM; with conf 0.001 near-zero boxes stretch good ones)")
+    p.add_argument("--full", choices=("auto", "always", "never"), default="auto",
+                   help="also predict the whole image: auto (unless it shows objects more than 1.5x smaller than the model "
+                        "saw them in training), always, never")
+    p.add_argument("--no-full", dest="full", action="store_const", const="never", help="tiles only (= --full never)")
+    p.add_argument("--merge", choices=("edge", "nms", "greedy"), default="edge",
+                   help="edge: drop tile boxes cut by an inner tile edge that lie half inside a box that was not cut, then "
+                        "nms; nms: drop the lower-scored of matching boxes (SAHI's NMS); greedy: merge matches into the best "
+                        "box (SAHI's GREEDYNMM; with conf 0.001 near-zero boxes stretch good ones)")
     p.add_argument("--match-metric", choices=("ios", "iou"), default="iou", help="intersection over union / over the smaller box")
     p.add_argument("--match-thr", type=number(float, 0, 1), default=0.5, help="boxes match when metric >= this")
     p.add_argument("--conf", type=number(float, 0, 1), default=0.001, help="score threshold of the model")
@@ -59,7 +63,7 @@ def run(args) -> int:
     index = index_folder(args.images, ids_json=args.gt)
     predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile or DEFAULT_TILE, args.device, args.iou)
     category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
-    options = SliceOptions(args.tile, args.overlap, not args.no_full, args.merge, args.match_metric, args.match_thr,
+    options = SliceOptions(args.tile, args.overlap, args.full, args.merge, args.match_metric, args.match_thr,
                            args.imgsz, args.upscale)
     if args.imgsz is None and predict_fn.trained_imgsz and not predict_fn.train_scale:
         print(f"note: {args.model} does not record the size of its training images: tiles are scaled as if they had "
@@ -76,7 +80,7 @@ def run(args) -> int:
         from .ensemble import format_eval_rows
 
         rows = ([("whole image alone", whole_preds)] if whole_preds else []) + \
-            [(f"tiles {options.tile_for(predict_fn)}px" + (" + whole image" if options.full else ""), preds)]
+            [(f"tiles {options.tile_for(predict_fn)}px" + ("" if options.full == "never" else " + whole image"), preds)]
         print(format_eval_rows(rows, load_coco(args.gt, check_files=False), SizeBuckets.coco()))
     return 0
 

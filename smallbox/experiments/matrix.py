@@ -336,7 +336,7 @@ def _predict(value, key: str, problems: Problems) -> dict:
     return given
 
 
-SLICE_OPTIONS = {"tile", "overlap", "merge", "match_metric", "match_thr", "upscale", "imgsz", "no_full"}
+SLICE_OPTIONS = {"tile", "overlap", "merge", "match_metric", "match_thr", "upscale", "imgsz", "full"}
 
 
 def _fuse(value, key: str, problems: Problems) -> dict:
