@@ -43,10 +43,27 @@ def test_parse(spec, expected):
     assert SizeBuckets.parse(spec).thresholds == expected
 
 
-@pytest.mark.parametrize("spec", ["96^2,32^2", "abc", "1,2,3", "0,5", "fit"])
+@pytest.mark.parametrize("spec", ["96^2,32^2", "abc", "1,2,2", "0,5", "fit", "fit:1", "a=0:8^2,b=9^2:16^2",
+                                  "a=0:8^2,a=8^2:16^2", "all=0:8^2,b=8^2:inf", "a=0:8^2"])
 def test_parse_rejects(spec):
     with pytest.raises(SmallboxError):
         SizeBuckets.parse(spec)
+
+
+def test_any_number_of_ranges_presets_and_names():
+    five = SizeBuckets.parse("8^2,16^2,32^2,64^2")
+    assert five.names == ("to8", "8to16", "16to32", "32to64", "from64") and len(five.ranges()) == 5
+    assert five.index([10, 64, 100, 4095, 4096, 1e6]).tolist() == [0, 1, 1, 3, 4, 4]  # [lo, hi): 64 = 8² is tiny's
+    aitod = SizeBuckets.parse("aitod")
+    assert (aitod.names, aitod.thresholds, aitod.name) == (("verytiny", "tiny", "small", "medium"), (64.0, 256.0, 1024.0), "aitod")
+    named = SizeBuckets.parse("vt=0:8^2,t=8^2:16^2,s=16^2:32^2,m=32^2:64^2")
+    assert named.names == ("vt", "t", "s", "m") and named.upper == 64 ** 2
+    assert named.index([10, 5000]).tolist() == [0, -1]  # above the last named range: in none
+    assert SizeBuckets.from_dict(named.to_dict()) == named and SizeBuckets.from_dict(aitod.to_dict()) == aitod
+    areas = np.arange(1, 1001, dtype=float) ** 2
+    fit5 = SizeBuckets.parse("fit:5", areas)
+    counts = np.bincount(fit5.index(areas), minlength=5)
+    assert len(fit5.names) == 5 and (abs(counts - 200) <= 2).all()  # a fifth of the boxes each
 
 
 def test_dict_round_trip():

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
+from ..datasets.buckets import SizeBuckets
 from ..datasets.manifest import dataset_section
 from ..errors import SmallboxError
 
@@ -62,7 +62,8 @@ class SizeWeighting:
 
     Args:
         buckets (SizeBuckets): thresholds in original-image px².
-        weights (tuple[float, float, float]): weight of small, medium, large boxes.
+        weights (tuple[float, ...]): one weight per size range (small, medium, large for COCO's
+            or the fitted tertiles; four for aitod, ...).
         renorm (bool): scale the batch's weights so the coefficient-weighted sum over its
             positives is unchanged (module docstring).
         by (str): ``"original"`` (the evaluator's bucket, default) or ``"input"`` (the size at
@@ -70,7 +71,7 @@ class SizeWeighting:
     """
 
     buckets: SizeBuckets
-    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    weights: tuple[float, ...] = (1.0, 1.0, 1.0)
     renorm: bool = True
     by: str = BY[0]
 
@@ -89,12 +90,13 @@ class SizeWeighting:
                                 "resolved when `smallbox yolo train` builds the model (data=... written by smallbox convert)")
         buckets = _parse_thresholds(cfg.get("thresholds", "coco"), where)
         weights = cfg.get("weights")
+        k, names = len(buckets.names), ", ".join(buckets.names)
         try:
             weights = tuple(float(w) for w in weights)
         except (TypeError, ValueError):
-            raise SmallboxError(f"{where}.weights must be three numbers (small, medium, large), got {weights!r}") from None
-        if len(weights) != 3 or not all(math.isfinite(w) and w > 0 for w in weights):
-            raise SmallboxError(f"{where}.weights must be three positive numbers (small, medium, large), got {list(weights)}")
+            raise SmallboxError(f"{where}.weights must be {k} numbers ({names}), got {weights!r}") from None
+        if len(weights) != k or not all(math.isfinite(w) and w > 0 for w in weights):
+            raise SmallboxError(f"{where}.weights must be {k} positive numbers, one per size range ({names}), got {list(weights)}")
         renorm = cfg.get("renorm", True)
         if not isinstance(renorm, bool):
             raise SmallboxError(f"{where}.renorm must be true or false, got {renorm!r}")
@@ -116,13 +118,14 @@ class SizeWeighting:
 
     def describe(self) -> str:
         bounds = ("0", *(f"{math.sqrt(t):g}²" for t in self.buckets.thresholds), "inf")
-        parts = [f"{n} [{bounds[i]}, {bounds[i + 1]}) x{w:g}" for i, (n, w) in enumerate(zip(BUCKET_NAMES, self.weights))]
+        parts = [f"{n} [{bounds[i]}, {bounds[i + 1]}) x{w:g}" for i, (n, w) in enumerate(zip(self.buckets.names, self.weights))]
         by = ", by network-input area / letterbox ratio²" if self.by == "input" else ""  # default: the evaluator's bucket
         return ", ".join(parts) + by + (" (renormalised)" if self.renorm else "")
 
     def box_weights(self, area_orig: torch.Tensor) -> torch.Tensor:
         """Weight of each box from its area in original-image px²; same shape as ``area_orig``.
-        Bucket ``i`` when ``thresholds[i-1] <= area < thresholds[i]``, as SizeBuckets.index."""
+        Bucket ``i`` when ``thresholds[i-1] <= area < thresholds[i]``, as SizeBuckets.index (a
+        box beyond the first or last range of a named set takes that range's weight)."""
         thresholds = torch.tensor(self.buckets.thresholds, dtype=area_orig.dtype, device=area_orig.device)
         weights = torch.tensor(self.weights, dtype=area_orig.dtype, device=area_orig.device)
         return weights[torch.bucketize(area_orig, thresholds, right=True)]
@@ -141,7 +144,8 @@ def named_thresholds(model_yaml: dict) -> str | None:
     """The bucket set name in ``size_weighting.thresholds`` (e.g. ``"fit"``), if it holds one."""
     cfg = model_yaml.get(CONFIG_KEY)
     name = cfg.get("thresholds") if isinstance(cfg, dict) else None
-    return name if isinstance(name, str) and name != "coco" and "," not in name else None
+    preset = isinstance(name, str) and (name in ("coco", "aitod") or any(c in name for c in ",=^"))
+    return name if isinstance(name, str) and not preset else None
 
 
 def resolve_named_thresholds(model_yaml: dict, data: dict) -> dict:
@@ -156,7 +160,8 @@ def resolve_named_thresholds(model_yaml: dict, data: dict) -> dict:
         return model_yaml
     cfg = model_yaml[CONFIG_KEY]
     section = dataset_section(data, data.get("yaml_file", "data.yaml"))
-    sets = {b.name: list(b.thresholds) for b in section.buckets} if section else {}
+    sets = {b.name: b.to_dict() if b.names != ("small", "medium", "large") else list(b.thresholds)
+            for b in section.buckets} if section else {}
     if name not in sets:
         where = f"{model_yaml.get('yaml_file', 'model YAML')}: {CONFIG_KEY}.thresholds"
         known = ", ".join(sets) or "none: write it with `smallbox convert`"
@@ -165,6 +170,11 @@ def resolve_named_thresholds(model_yaml: dict, data: dict) -> dict:
 
 
 def _parse_thresholds(value, where: str) -> SizeBuckets:
+    if isinstance(value, dict):  # a recorded set (resolve_named_thresholds): its names travel with it
+        try:
+            return SizeBuckets.from_dict(value)
+        except (KeyError, TypeError, SmallboxError) as e:
+            raise SmallboxError(f"{where}.thresholds: {e}") from None
     if isinstance(value, str):
         value = [value]
     try:

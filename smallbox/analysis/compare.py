@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm import tqdm
 
-from ..datasets.buckets import BUCKET_NAMES, SizeBuckets
+from ..datasets.buckets import SizeBuckets
 from ..datasets.coco import CocoDataset
 from ..errors import SmallboxError
 from ..evaluate.matching import box_iou_xywh, match_pairs
@@ -85,7 +85,7 @@ def compare_predictions(gt: CocoDataset, preds_a: list, preds_b: list, buckets: 
             _count_false_positives(counts, names[cat], buckets, side, [all_dets[i] for i in kept if i not in matched],
                                    crowd.get((image_id, cat), []))
         for g, box in enumerate(boxes):
-            bucket = BUCKET_NAMES[int(buckets.index(box["bbox"][2] * box["bbox"][3]))]
+            bucket = range_of(buckets, box["bbox"][2] * box["bbox"][3])
             outcome = {(True, True): "both", (True, False): "a_only", (False, True): "b_only", (False, False): "neither"}[
                 (found["A"][g] is not None, found["B"][g] is not None)]
             for key in (bucket, "all"):
@@ -101,10 +101,20 @@ def compare_predictions(gt: CocoDataset, preds_a: list, preds_b: list, buckets: 
                     "a": _det_info(found["A"][g] or closest["A"][g], box["bbox"]),
                     "b": _det_info(found["B"][g] or closest["B"][g], box["bbox"])})
     for entries in lists.values():  # by size bucket, then class: the order of the sheet and the page
-        entries.sort(key=lambda e: (BUCKET_NAMES.index(e["bucket"]), e["category"], e["annotation_id"]))
+        order = [*buckets.names, OUTSIDE]
+        entries.sort(key=lambda e: (order.index(e["bucket"]), e["category"], e["annotation_id"]))
     all_counts = {k: dict(v) for k, v in counts.pop("all", {}).items()}
     by_class = {c: {k: dict(v) for k, v in per.items()} for c, per in sorted(counts.items())}
     return {"counts": all_counts, "by_class": by_class, **lists}
+
+
+OUTSIDE = "outside"  # a box beyond every named range
+
+
+def range_of(buckets: SizeBuckets, area: float) -> str:
+    """The name of the size range a box area falls in (``outside`` where none does)."""
+    i = int(buckets.index(area))
+    return buckets.names[i] if i >= 0 else OUTSIDE
 
 
 def _count_false_positives(counts, class_name: str, buckets: SizeBuckets, side: str, unmatched: list, crowd: list):
@@ -115,7 +125,7 @@ def _count_false_positives(counts, class_name: str, buckets: SizeBuckets, side: 
         unmatched = [d for d, row in zip(unmatched, ious) if row.max() < 0.5]
     key = "fp_a" if side == "A" else "fp_b"
     for d in unmatched:
-        bucket = BUCKET_NAMES[int(buckets.index(d["bbox"][2] * d["bbox"][3]))]
+        bucket = range_of(buckets, d["bbox"][2] * d["bbox"][3])
         for who, where in ((class_name, bucket), (class_name, "all"), ("all", bucket), ("all", "all")):
             counts[who][where][key] += 1
 
@@ -262,7 +272,9 @@ def html_page(summary: dict) -> str:
     a, b = esc(summary["a"]), esc(summary["b"])
     legend = " ".join(f'<span class="sw" style="border-color:rgb{COLORS[k]}"></span>{t}'
                       for k, t in (("GT", "ground truth"), ("A", f"A = {a}"), ("B", f"B = {b}")))
-    by_bucket = _count_table(summary["counts"], [*BUCKET_NAMES, "all"], "size bucket")
+    names = list(SizeBuckets.from_dict(summary["buckets"]).names)
+    by_bucket = _count_table(summary["counts"], [*names, *([OUTSIDE] if OUTSIDE in summary["counts"] else []), "all"],
+                             "size bucket")
     by_class = _count_table({c: v.get("all", {}) for c, v in summary["by_class"].items()}, list(summary["by_class"]), "class")
     parts = [f"<h1>{a} vs {b}</h1>",
              f"<p>found = a detection of the class with score &ge; {summary['score_thr']:g} at IoU &ge; {summary['iou']:g}; "
@@ -272,7 +284,7 @@ def html_page(summary: dict) -> str:
              "<h2>Precision-recall by size bucket (all scores)</h2>", '<img class=plot src="pr_by_size.png" alt="PR curves">']
     for kind, title in (("a_only", f"{a} finds, {b} misses"), ("b_only", f"{b} finds, {a} misses")):
         parts.append(f"<h2>{title} ({len(summary[kind])})</h2>")
-        for bucket in BUCKET_NAMES:
+        for bucket in [*names, OUTSIDE]:
             entries = sorted((e for e in summary[kind] if e["bucket"] == bucket and "crop" in e),
                              key=lambda e: (e["category"], e["annotation_id"]))
             for category in dict.fromkeys(e["category"] for e in entries):

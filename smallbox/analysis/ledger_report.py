@@ -159,6 +159,20 @@ def bucket_sets(section: Section) -> list[str]:
     return ["coco"] + sorted(names - {"coco"})
 
 
+def range_names(section: Section, bucket_set: str) -> list[str]:
+    """The range names of a bucket set as the entries recorded them (COCO's three by default)."""
+    for e in section.entries:
+        recorded = (e.data["metrics"].get("buckets") or {}).get(bucket_set) or {}
+        if recorded.get("names"):
+            return list(recorded["names"])
+    return list(BUCKET_NAMES)
+
+
+def size_columns(section: Section) -> list[str]:
+    """``coco/AP_small`` ... then every other set's ``<set>/AP_<range>``."""
+    return [f"{s}/AP_{b}" for s in bucket_sets(section) for b in range_names(section, s)]
+
+
 def sections_of(entries: list[Entry], baseline: str | None, matrix_file) -> list[Section]:
     """Entries grouped by (matrix, scale), arms in the matrix file's order, the baseline first."""
     out = []
@@ -259,8 +273,11 @@ def _buckets(row: ArmRow, prefix: str) -> SizeBuckets | None:
     if prefix in ("", "coco"):
         return SizeBuckets.coco()
     recorded = (row.entries[0].data["metrics"].get("buckets") or {}).get(prefix)
-    return SizeBuckets.from_dict({"name": prefix, "thresholds": recorded["thresholds"]}) \
-        if recorded and "thresholds" in recorded else None
+    if not recorded or "thresholds" not in recorded:
+        return None
+    ranges = recorded.get("ranges") or []
+    return SizeBuckets(tuple(recorded["thresholds"]), prefix, tuple(recorded["names"]) if recorded.get("names") else None,
+                       *((ranges[0][0], ranges[-1][1]) if ranges else ()))
 
 
 def headline(section: Section, level: float, result_of) -> str:
@@ -306,7 +323,7 @@ def _cost_cell(row: ArmRow, lookup: dict) -> str:
 def section_markdown(section: Section, column: str, level: float, plot_name: str, cost_plot: str,
                      headline_text: str) -> str:
     sets = bucket_sets(section)
-    columns = ["AP", "AP50"] + [f"{s}/AP_{b}" for s in sets for b in BUCKET_NAMES]
+    columns = ["AP", "AP50"] + size_columns(section)
     header = ["arm", "about", "seeds", "train CPU-min", "predict ms/img", *[c.replace("coco/", "") for c in columns]]
     lookup = section.lookup
     rows = []
@@ -453,7 +470,7 @@ def _plan_text(row: ArmRow, family: int, level: float) -> str:
 def csv_text(sections: list[Section]) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    columns = ["AP", "AP50", "AP75", "AR_100"] + [f"coco/AP_{b}" for b in BUCKET_NAMES] + [f"fit/AP_{b}" for b in BUCKET_NAMES]
+    columns = ["AP", "AP50", "AP75", "AR_100"] + list(dict.fromkeys(c for s in sections for c in size_columns(s)))
     w.writerow(["matrix", "scale", "arm", "seeds"] + [f"{c}{s}" for c in columns for s in ("", " std", " n")])
     for s in sections:
         for r in s.rows:
@@ -472,13 +489,14 @@ def build_ledger_report(ledger, out_md, out_csv=None, metric: str = HEADLINE_MET
 
     Returns ``{"markdown", "csv", "sections", "headlines", "files", "broken"}``.
     """
-    from ..evaluate.matching import METRICS
+    from ..evaluate.matching import is_metric
     from ..fileio import write_text_atomic
     from .plots import plot_ap_by_size, plot_metric_vs_cost
 
     column = metric if "/" in metric else f"coco/{metric}"
-    if column.rpartition("/")[2] not in METRICS:
-        raise SmallboxError(f"--metric {metric}: choose one of {', '.join(METRICS)} (coco/ or fit/ for the size ones)")
+    if not is_metric(column.rpartition("/")[2]):
+        raise SmallboxError(f"--metric {metric}: choose AP, AP50, AP75 or a size range's AP_<range> (coco/AP_small, "
+                            "fit/AP_small, aitod/AP_tiny ...)")
     broken: list = []
     entries = read_entries(ledger, broken)
     if not entries:
@@ -506,8 +524,7 @@ def build_ledger_report(ledger, out_md, out_csv=None, metric: str = HEADLINE_MET
 
         line = headline(s, level, result_of)
         headlines.append(line)
-        series = {r.label: {f"{b}/AP_{k}": r.mean_std(f"{b}/AP_{k}")[:2] for b in bucket_sets(s) for k in BUCKET_NAMES}
-                  for r in s.rows}
+        series = {r.label: {c: r.mean_std(c)[:2] for c in size_columns(s)} for r in s.rows}
         files.append(plot_ap_by_size(series, f"{stem}_{s.key}_ap_by_size.png",
                                      title=f"AP by size bucket, {s.matrix} ({s.scale})"))
         points = {r.label: (r.train_cpu_minutes(s.lookup), *r.mean_std(column)[:2], r.verdict) for r in s.rows}

@@ -38,13 +38,14 @@ def plot_ap_by_size(series: dict[str, dict[str, tuple[float, float]]], path, tit
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     width = 0.8 / max(1, len(series))
     for ax, prefix in zip(axes[0], sets):
-        x = np.arange(len(BUCKET_NAMES))
+        names = list(dict.fromkeys(c.split("/AP_", 1)[1] for s in series.values() for c in s if c.startswith(f"{prefix}/AP_")))
+        x = np.arange(len(names))
         for i, (label, values) in enumerate(series.items()):
-            means = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[0] for b in BUCKET_NAMES]
-            stds = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[1] for b in BUCKET_NAMES]
+            means = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[0] for b in names]
+            stds = [values.get(f"{prefix}/AP_{b}", (math.nan, math.nan))[1] for b in names]
             stds = [0 if not math.isfinite(s) else s for s in stds]
             ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=label)
-        ax.set_xticks(x, BUCKET_NAMES)
+        ax.set_xticks(x, names)
         ax.set_ylim(0, 1)
         ax.set_ylabel("AP (IoU .50:.95)")
         ax.set_title(f"{prefix} ranges")
@@ -56,7 +57,7 @@ def plot_ap_by_size(series: dict[str, dict[str, tuple[float, float]]], path, tit
 
 def pr_curves_by_size(gt, preds: list[dict], bucket_sets: list[SizeBuckets], iou: float = 0.5) -> dict:
     """``{(set name, bucket): precision [101]}`` at recall ``REC_THRS``, averaged over classes."""
-    ranges = [(b.name, name, (lo, hi)) for b in bucket_sets for name, lo, hi in b.ranges()]
+    ranges = [(b.name, name, (lo, hi)) for b in bucket_sets for name, lo, hi in b.ranges()]  # any set's names
     matched = match_images(gt, preds, [r for _, _, r in ranges])
     return {(s, name): precision_recall_curve(m, iou) for (s, name, _), m in zip(ranges, matched)}
 
@@ -68,10 +69,13 @@ def plot_pr_curves(curves: dict[str, dict], path, iou: float = 0.5) -> Path:
         curves: ``{run label: {(set name, bucket): precision [101]}}`` (-1: no ground truth).
     """
     sets = list(dict.fromkeys(s for c in curves.values() for s, _ in c))
-    fig, axes = plt.subplots(len(sets), len(BUCKET_NAMES), figsize=(4.2 * len(BUCKET_NAMES), 3.6 * len(sets)),
-                             squeeze=False)
+    names = {s: list(dict.fromkeys(b for c in curves.values() for s2, b in c if s2 == s)) for s in sets}
+    cols = max(len(n) for n in names.values()) if names else len(BUCKET_NAMES)
+    fig, axes = plt.subplots(len(sets), cols, figsize=(4.2 * cols, 3.6 * len(sets)), squeeze=False)
     for row, s in zip(axes, sets):
-        for ax, bucket in zip(row, BUCKET_NAMES):
+        for ax in row[len(names[s]):]:
+            ax.set_axis_off()
+        for ax, bucket in zip(row, names[s]):
             for label, c in curves.items():
                 p = c.get((s, bucket))
                 if p is not None and (p >= 0).all():

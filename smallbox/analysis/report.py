@@ -214,13 +214,13 @@ def group_runs(runs: list[Run]) -> list[Group]:
 def metric_columns(runs: list[Run]) -> list[str]:
     """``coco/AP50, coco/AP, coco/AP_small..large``, then each extra bucket set's."""
     columns = ["coco/AP50", "coco/AP"] + [f"coco/AP_{b}" for b in BUCKET_NAMES]
-    extra = []
+    extra = []  # every other set's AP_<range> columns, in the order the runs hold them
     for r in runs:
         for k in r.metrics:
             prefix, _, name = k.partition("/")
-            if prefix not in ("coco", "metrics", "train", "val", "lr") and name in {f"AP_{b}" for b in BUCKET_NAMES} and prefix not in extra:
-                extra.append(prefix)
-    return columns + [f"{x}/AP_{b}" for x in extra for b in BUCKET_NAMES]
+            if prefix not in ("coco", "metrics", "train", "val", "lr") and name.startswith("AP_") and k not in extra:
+                extra.append(k)
+    return columns + extra
 
 
 def format_cell(group: Group, column: str) -> str:
@@ -323,12 +323,12 @@ def select_run_folders(paths) -> tuple[list[Path], list[str]]:
 
 def significance_metric(column: str, group: Group, gt_areas) -> tuple[str, SizeBuckets] | None:
     """``coco/AP_small`` -> ``("AP_small", COCO buckets)``; ``fit/AP_small`` -> the run's own
-    ``fit`` thresholds (from ``smallbox.json``, else fitted on ``gt_areas``); None for a column
-    the test does not compute."""
-    from ..evaluate.matching import METRICS
+    ``fit`` ranges (from ``smallbox.json``, else fitted on ``gt_areas``); ``aitod/AP_tiny`` the
+    run's ``aitod`` set; None for a column the test does not compute."""
+    from ..evaluate.matching import is_metric
 
     prefix, _, name = column.partition("/")
-    if name not in METRICS:
+    if not is_metric(name):
         return None
     if prefix == "coco":
         return name, SizeBuckets.coco()

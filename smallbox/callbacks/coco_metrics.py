@@ -8,7 +8,8 @@ collects each image's predictions in original ids and, once per validation, eval
 The numbers become ``results.csv`` columns with fixed names (the same every epoch)::
 
     coco/AP coco/AP50 coco/AP75 coco/AP_small coco/AP_medium coco/AP_large coco/AR_100
-    <set>/AP_small <set>/AP_medium <set>/AP_large      # every other bucket set, e.g. fit
+    <set>/AP_<range> ...                                # every other bucket set, e.g. fit/AP_small,
+                                                        # aitod/AP_verytiny ... (the data.yaml's sets)
 
 A value of -1 means no ground-truth box falls in that size range (as in pycocotools).
 
@@ -38,7 +39,7 @@ BUCKET_COLUMNS = tuple(f"AP_{b}" for b in BUCKET_NAMES)
 def metric_columns(buckets: list[SizeBuckets]) -> list[str]:
     """The results.csv column names for these bucket sets (COCO's always first)."""
     cols = [f"coco/{k}" for k in COCO_COLUMNS]
-    cols += [f"{b.name}/{k}" for b in buckets if b.name != "coco" for k in BUCKET_COLUMNS]
+    cols += [f"{b.name}/AP_{n}" for b in buckets if b.name != "coco" for n in b.names]
     return cols
 
 
@@ -47,7 +48,7 @@ def flatten_metrics(result: dict, buckets: list[SizeBuckets]) -> dict[str, float
     cols = {f"coco/{k}": float(result[k]) for k in COCO_COLUMNS}
     for b in buckets:
         if b.name != "coco":
-            cols.update({f"{b.name}/{k}": float(result["buckets"][b.name][k]) for k in BUCKET_COLUMNS})
+            cols.update({f"{b.name}/AP_{n}": float(result["buckets"][b.name][f"AP_{n}"]) for n in b.names})
     return cols
 
 
@@ -89,6 +90,7 @@ class CocoSplitEvaluator:
         self.ids_by_name = manifest.splits[split]
         self.gt: CocoDataset = load_coco(manifest.coco[split], check_files=False)
         self.columns = metric_columns(self.buckets)
+        self.max_dets = (manifest.section.max_dets if manifest.section else None) or 100
 
     @classmethod
     def for_data(cls, data: dict, split_key: str = "val") -> "CocoSplitEvaluator | None":
@@ -117,7 +119,7 @@ class CocoSplitEvaluator:
         """``evaluate()`` on the images that were seen (all of the split unless some were unreadable)."""
         seen = set(image_ids)
         gt = self.gt if seen == {im["id"] for im in self.gt.images} else self.gt.subset(seen)
-        return evaluate(gt, preds, self.buckets)
+        return evaluate(gt, preds, self.buckets, max_dets=self.max_dets)
 
     def file_names(self, image_ids) -> dict[int, str]:
         """``{image id: file_name in the ground-truth json}`` in the json's order."""
@@ -134,6 +136,6 @@ def format_columns(columns: dict[str, float]) -> str:
     lines = [f"COCO (original json): {head}"]
     sets = dict.fromkeys(k.split("/", 1)[0] for k in columns)
     for name in sets:
-        parts = [f"{b} {fmt(columns[f'{name}/AP_{b}'])}" for b in BUCKET_NAMES if f"{name}/AP_{b}" in columns]
+        parts = [f"{k.split('/AP_', 1)[1]} {fmt(v)}" for k, v in columns.items() if k.startswith(f"{name}/AP_")]
         lines.append(f"  AP by size, {name:<6}: " + "  ".join(parts))
     return "\n".join(lines)

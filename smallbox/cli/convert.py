@@ -3,6 +3,7 @@ A json with problems is refused whole, with the ``smallbox fix`` command for tho
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ..datasets import load_coco
@@ -10,6 +11,7 @@ from ..datasets.convert import convert_to_yolo
 from ..datasets.split import parse_area_range
 from ..datasets.tiles import TileSpec
 from ..errors import SmallboxError
+from .options import number
 
 DEFAULT_VAL_FRACTION = 0.2
 
@@ -37,7 +39,14 @@ def add_arguments(p):
                         "min_area_ratio)")
     p.add_argument("--empty-tiles", type=float, default=1.0, metavar="F",
                    help="with --tiles: share of the tiles without a box that are kept (seeded by --seed; 1: all)")
-    p.add_argument("--buckets", default="fit", help="size buckets recorded besides COCO's: fit (tertiles of the train boxes, default), coco, or A,B in px²")
+    p.add_argument("--areas", action="append", default=None, metavar="SPEC",
+                   help="size ranges recorded besides COCO's (repeatable; default fit: tertiles of the train boxes): "
+                        "aitod, fit:K, A,B,... in px², NAME=LO:HI,...; every command that reads the dataset (training's "
+                        "results.csv columns, the size-weighted loss, eval, report) uses them")
+    p.add_argument("--buckets", dest="areas", action="append", help=argparse.SUPPRESS)  # the older name
+    p.add_argument("--max-dets", type=number(int, 1), default=None, metavar="N",
+                   help="detections per image and class the dataset's evaluations count (default: the --areas preset's, "
+                        "aitod 1500, else COCO's 100)")
     p.add_argument("--clip", action="store_true",
                    help="clip boxes reaching outside their image, however far (default: an error; "
                         "`smallbox fix` clips those within 1 px and logs each)")
@@ -67,12 +76,21 @@ def run(args) -> int:
         train, args.out, val,
         val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         seed=args.seed, area_ranges=area_ranges, drop_empty=args.drop_empty,
-        buckets=args.buckets, placement=args.placement, tiles=tiles,
+        buckets=args.areas or ["fit"], placement=args.placement, tiles=tiles, max_dets=_max_dets(args),
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(_summary(result, train.clipped + (val.clipped if val else 0)))
     return 0
+
+
+def _max_dets(args) -> int | None:
+    from ..datasets.buckets import PRESET_MAX_DETS
+
+    if args.max_dets:
+        return args.max_dets
+    found = [PRESET_MAX_DETS[a.strip()] for a in args.areas or [] if a.strip() in PRESET_MAX_DETS]
+    return max(found) if found else None
 
 
 def _summary(result, clipped: int) -> str:

@@ -6,15 +6,15 @@ from ..datasets import load_coco
 from ..datasets.manifest import size_buckets
 from ..evaluate import evaluate
 from ..fileio import write_json_atomic
+from ..evaluate.cocoeval import cut_message
 from ..evaluate.table import format_metrics
+from .options import add_size_options, max_dets_for
 
 
 def add_arguments(p):
     p.add_argument("gt", help="ground-truth COCO json")
     p.add_argument("pred", help="COCO results json (.json or .json.gz)")
-    p.add_argument("--areas", default="coco",
-                   help="size buckets besides COCO's: coco, fit (the dataset's: recorded by smallbox convert when GT is a converted "
-                        "dataset's annotations/<split>.json, else tertiles of GT's box areas) or A,B in px² (e.g. 16^2,64^2)")
+    add_size_options(p)
     p.add_argument("--per-class", action="store_true", help="also AP, AP50 and AP by size per class")
     p.add_argument("--backend", choices=("faster", "pycocotools"), default="faster",
                    help="faster-coco-eval (default) or pycocotools: the same numbers")
@@ -24,8 +24,10 @@ def add_arguments(p):
 def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
     buckets, source = size_buckets(args.areas, args.gt, gt.areas())
-    result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class)
+    result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class, max_dets=max_dets_for(args))
     print(format_metrics(result, f"{args.pred} vs {args.gt} ({args.backend})"))
+    if cut_message(result):
+        print(cut_message(result))
     if source:
         print(f"size buckets {buckets.describe()}: {source}")
         result["fit_source"] = source

@@ -135,3 +135,26 @@ def checkpoint_kind(path) -> str:
     if b"ultralytics" in names:
         return "ultralytics"
     return "tv" if b"recipe" in names and b"classes" in names else "other"
+
+
+AREAS_HELP = ("size ranges: coco (default), aitod (AI-TOD's verytiny/tiny/small/medium and 1500 detections), fit or fit:K "
+              "(K ranges at quantiles of the boxes; for a converted dataset's json, those recorded by smallbox convert), "
+              "thresholds A,B,... in px² (8^2,16^2,32^2,64^2: five ranges) or named ranges NAME=LO:HI,... "
+              "(vt=0:8^2,t=8^2:16^2,s=16^2:32^2)")
+
+
+def add_size_options(p, areas_default: str = "coco", max_dets: bool = True) -> None:
+    """``--areas`` (one definition of size for every command) and ``--max-dets``."""
+    p.add_argument("--areas", default=areas_default, help=AREAS_HELP)
+    if max_dets:
+        p.add_argument("--max-dets", type=number(int, 1), default=None, metavar="N",
+                       help="detections per image and class that count (COCO's 100; aitod: 1500); an image with more "
+                            "is cut to its N best, and the command says how many boxes that drops")
+
+
+def max_dets_for(args) -> int:
+    """``--max-dets``, else the ``--areas`` preset's (aitod: 1500), else COCO's 100."""
+    from ..datasets.buckets import PRESET_MAX_DETS
+
+    given = getattr(args, "max_dets", None)
+    return given if given else PRESET_MAX_DETS.get(str(getattr(args, "areas", "")).strip(), 100)

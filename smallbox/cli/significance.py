@@ -11,20 +11,17 @@ from ..analysis.significance import DF_RULES, compare_runs, format_result
 from ..datasets import load_coco
 from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
-from ..evaluate.matching import METRICS
 from ..fileio import write_json_atomic
-from .options import number, output_file
+from .options import add_size_options, number, output_file
 
 USAGE = ("smallbox significance [options] GT.json A.json [A2.json ...] -- B.json [B2.json ...] [options]\n"
          "       smallbox significance --plan --delta 0.02 [--power 0.8] GT.json A.json A2.json ... -- B.json ...")
 
 
 def _add_options(p):
-    p.add_argument("--metric", default="AP_small", choices=list(METRICS),
-                   help="COCO metric to compare (size metrics use --areas)")
-    p.add_argument("--areas", default="coco",
-                   help="size buckets of AP_small/medium/large: coco, fit (the dataset's: recorded by smallbox convert for a "
-                        "converted dataset's json, else tertiles of the ground truth's areas) or A,B in px²")
+    p.add_argument("--metric", default="AP_small",
+                   help="AP, AP50, AP75 or AP_<range> of --areas (AP_small of coco, AP_tiny of aitod, ...)")
+    add_size_options(p, max_dets=False)
     p.add_argument("--n", type=number(int, 10), default=1000, help="paired image resamples (at least 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the resampling")
     p.add_argument("--level", type=number(float, 0, 1, low_open=True), default=0.95,

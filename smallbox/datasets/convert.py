@@ -26,7 +26,7 @@ import itertools
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -73,10 +73,11 @@ def convert_to_yolo(
     seed: int = 0,
     area_ranges: tuple[AreaRange, ...] = (),
     drop_empty: bool = False,
-    buckets: str = "fit",
+    buckets: str | list[str] = "fit",
     placement: str = "hardlink",
     progress: bool = True,
     tiles: TileSpec | None = None,
+    max_dets: int | None = None,
 ) -> ConvertResult:
     """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
 
@@ -85,8 +86,9 @@ def convert_to_yolo(
             image (``val_fraction``, ``seed``; see ``split_by_image``).
         area_ranges: per-area splits; each adds ``train-NAME``/``val-NAME`` and ``data-NAME.yaml``.
         drop_empty (bool): leave images without an in-range box out of the per-area splits.
-        buckets (str): extra size bucket set besides COCO's: ``"fit"`` (fitted on the train
-            boxes), ``"coco"`` (none) or ``"A,B"``.
+        buckets: extra size range sets besides COCO's, each an ``--areas`` spec (``"fit"``, fitted
+            on the train boxes; ``"aitod"``; ``"A,B,..."``; ``"NAME=LO:HI,..."``).
+        max_dets: detections per image and class the dataset's evaluations count (None: 100).
         placement (str): how images reach ``images/<split>``: ``"hardlink"`` (default; same
             filesystem only; far cheaper to create than symlinks for many files), ``"symlink"``
             (absolute, to the resolved source) or ``"copy"``. Hard links fall back to symlinks,
@@ -129,7 +131,7 @@ def convert_to_yolo(
                     _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
             rows = write_other_labels()
         _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges,
-                     bucket_sets, tiles, origins)
+                     bucket_sets, tiles, origins, max_dets)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
     return ConvertResult(out, counts, bucket_sets, placer.placed, warnings)
@@ -162,18 +164,26 @@ def _check_same_categories(train: CocoDataset, val: CocoDataset):
             raise SmallboxError(f"{val.path}: category {cid} is {b.get(cid)!r} there but {a.get(cid)!r} in {train.path}; both splits need the same categories")
 
 
-def _bucket_sets(spec: str, train_data: dict, warnings: list[str]) -> list[SizeBuckets]:
-    """COCO's set first, then the fitted or the user's set (unless it equals COCO's)."""
+def _bucket_sets(specs, train_data: dict, warnings: list[str]) -> list[SizeBuckets]:
+    """COCO's set first, then the fitted or the user's sets (each unless it equals COCO's; two
+    sets of one name are told apart: custom, custom2, ...)."""
     sets = [SizeBuckets.coco()]
     areas = bbox_areas([a for a in train_data["annotations"] if not a.get("iscrowd")])
-    try:
-        extra = SizeBuckets.parse(spec, areas)
-    except SmallboxError as e:
-        if spec != "fit":
-            raise
-        warnings.append(f"no fitted size buckets: {e}")
-        return sets
-    return sets if extra.is_coco else sets + [extra]
+    for spec in [specs] if isinstance(specs, str) else specs:
+        try:
+            extra = SizeBuckets.parse(spec, areas)
+        except SmallboxError as e:
+            if not str(spec).startswith("fit"):
+                raise
+            warnings.append(f"no fitted size ranges ({spec}): {e}")
+            continue
+        if extra.is_coco or any(extra.ranges() == s.ranges() for s in sets):
+            continue
+        name, k = extra.name, 2
+        while any(s.name == name for s in sets):
+            name, k = f"{extra.name}{k}", k + 1
+        sets.append(replace(extra, name=name))
+    return sets
 
 
 def yolo_file_names(images: list[dict]) -> dict[int, str]:
@@ -355,7 +365,7 @@ def _write_json(obj, path: Path):
 
 
 def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets,
-                 tiles: TileSpec | None = None, origins: dict | None = None):
+                 tiles: TileSpec | None = None, origins: dict | None = None, max_dets: int | None = None):
     classes = [{"index": i, "category_id": c, "name": train.category_names[c]} for i, c in enumerate(train.category_ids)]
     (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names, {TILES_SPLIT: origins} if origins else None),
                                      encoding="utf-8")
@@ -364,7 +374,7 @@ def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, spl
     long_sides = sorted(max(im["width"], im["height"]) for im in splits[0].data["images"])
     section = DatasetSection(out, {s.name: f"annotations/{s.name}.json" for s in splits}, bucket_sets,
                              box_size=mean_box_size(train),
-                             train_long_side=long_sides[len(long_sides) // 2] if long_sides else None)
+                             train_long_side=long_sides[len(long_sides) // 2] if long_sides else None, max_dets=max_dets)
     common = {"path": str(out), "nc": len(classes), "names": {c["index"]: c["name"] for c in classes}}
     (tmp / "data.yaml").write_text(dump_data_yaml(
         {**common, "train": "images/train", "val": "images/val", SECTION: section.to_dict()}), encoding="utf-8")

@@ -40,7 +40,7 @@ def bucket_sets(table: BoxTable, spec: str = "coco", fit: SizeBuckets | None = N
         fit = SizeBuckets.fit(table.area)
     chosen = fit if spec == "fit" and fit is not None else SizeBuckets.parse(spec, table.area)
     sets = [SizeBuckets.coco()] + ([fit] if fit is not None else [])
-    if all(s.thresholds != chosen.thresholds for s in sets):
+    if all(s.ranges() != chosen.ranges() for s in sets):
         sets.append(chosen)
     return sets, chosen
 
@@ -49,17 +49,21 @@ def count_buckets(table: BoxTable, buckets: SizeBuckets) -> dict:
     """Boxes and images per bucket, overall and per class.
 
     An image counts in a bucket when it holds at least one box of that bucket, so image counts
-    of the three buckets may add up to more than the number of images.
+    of the buckets may add up to more than the number of images. Boxes outside every range (named
+    ranges that stop short of the largest boxes) count in none.
     """
-    index = buckets.index(table.area)
-    boxes = np.bincount(index, minlength=3)
+    index, names = buckets.index(table.area), buckets.names
+    k = len(names)
+    boxes = np.bincount(index[index >= 0], minlength=k)
     out = {
         "name": buckets.name,
+        "names": list(names),
         "thresholds": list(buckets.thresholds),
+        "ranges": [[lo, hi] for _, lo, hi in buckets.ranges()],
         "sides": [math.sqrt(t) for t in buckets.thresholds],
-        "boxes": dict(zip(BUCKET_NAMES, boxes.tolist())),
-        "box_fraction": dict(zip(BUCKET_NAMES, (boxes / max(len(table), 1)).tolist())),
-        "images": dict(zip(BUCKET_NAMES, _images_per_bucket(table.image_ids, index))),
+        "boxes": dict(zip(names, boxes.tolist())),
+        "box_fraction": dict(zip(names, (boxes / max(len(table), 1)).tolist())),
+        "images": dict(zip(names, _images_per_bucket(table.image_ids, index, k))),
         "per_class": [],
     }
     for cid, name in table.category_names.items():
@@ -67,14 +71,14 @@ def count_buckets(table: BoxTable, buckets: SizeBuckets) -> dict:
         out["per_class"].append({
             "id": cid,
             "name": name,
-            "boxes": dict(zip(BUCKET_NAMES, np.bincount(index[mine], minlength=3).tolist())),
-            "images": dict(zip(BUCKET_NAMES, _images_per_bucket(table.image_ids[mine], index[mine]))),
+            "boxes": dict(zip(names, np.bincount(index[mine & (index >= 0)], minlength=k).tolist())),
+            "images": dict(zip(names, _images_per_bucket(table.image_ids[mine], index[mine], k))),
         })
     return out
 
 
-def _images_per_bucket(image_ids: np.ndarray, index: np.ndarray) -> list[int]:
-    return [int(np.unique(image_ids[index == b]).size) for b in range(3)]
+def _images_per_bucket(image_ids: np.ndarray, index: np.ndarray, k: int = 3) -> list[int]:
+    return [int(np.unique(image_ids[index == b]).size) for b in range(k)]
 
 
 def _percentiles(values: np.ndarray) -> dict:
@@ -234,13 +238,14 @@ def _fmt_sides(thresholds) -> str:
     return ", ".join(f"{math.sqrt(t):g}²" for t in thresholds)
 
 
-def bucket_rows(summary: dict) -> list[tuple[str, str, str, str, str]]:
-    """``(set, small, medium, large, images)`` text cells per bucket set: ``count (share)``."""
+def bucket_rows(summary: dict) -> list[tuple[list[str], tuple]]:
+    """Per bucket set: its range names and the cells ``(set, count (share) per range, images)``."""
     rows = []
     for name, b in summary["buckets"].items():
-        cells = [f"{b['boxes'][k]} ({100 * b['box_fraction'][k]:.0f}%)" for k in BUCKET_NAMES]
-        images = " / ".join(str(b["images"][k]) for k in BUCKET_NAMES)
-        rows.append((f"{name} ({_fmt_sides(b['thresholds'])})", *cells, images))
+        names = b.get("names") or list(BUCKET_NAMES)
+        cells = [f"{b['boxes'][k]} ({100 * b['box_fraction'][k]:.0f}%)" for k in names]
+        images = " / ".join(str(b["images"][k]) for k in names)
+        rows.append((names, (f"{name} ({_fmt_sides(b['thresholds'])})", *cells, images)))
     return rows
 
 
@@ -252,9 +257,14 @@ def format_terminal(summary: dict) -> str:
         + (f" ({summary['crowd_boxes_excluded']:,} crowd left out)" if summary["crowd_boxes_excluded"] else ""),
         f"box area px²: min {a['min']:.0f} ({math.sqrt(a['min']):.0f}²), median {a['p50']:.0f} ({math.sqrt(a['p50']):.0f}²), "
         f"max {a['max']:.0f} ({math.sqrt(a['max']):.0f}²)",
-        f"{'buckets':<24}{'small':>14}{'medium':>14}{'large':>14}   images s/m/l",
     ]
-    lines += [f"{r[0]:<24}{r[1]:>14}{r[2]:>14}{r[3]:>14}   {r[4]}" for r in bucket_rows(summary)]
+    header = None
+    for names, r in bucket_rows(summary):
+        if names != header:
+            initials = "/".join(n[0] if names == list(BUCKET_NAMES) else n for n in names)
+            lines.append(f"{'buckets':<24}" + "".join(f"{n:>14}" for n in names) + f"   images {initials}")
+            header = names
+        lines.append(f"{r[0]:<24}" + "".join(f"{c:>14}" for c in r[1:-1]) + f"   {r[-1]}")
     lines += summary["advice"]
     return "\n".join(lines + _problem_lines(summary))
 
@@ -285,8 +295,14 @@ def format_markdown(summary: dict) -> str:
     if summary.get("problems"):
         out += ["", "## Problems", ""] + format_problem_markdown(summary["problems"]) + [""]
         out += [f"- {note}" for note in _problem_notes(summary)]
-    out += ["", "## Boxes per size bucket", "", "| buckets | small | medium | large | images with a box in s / m / l |", "|---|---:|---:|---:|---|"]
-    out += [f"| {' | '.join(r)} |" for r in bucket_rows(summary)]
+    out += ["", "## Boxes per size bucket"]
+    header = None
+    for names, r in bucket_rows(summary):
+        if names != header:
+            out += ["", f"| buckets | {' | '.join(names)} | images with a box in {' / '.join(names)} |",
+                    "|---|" + "---:|" * len(names) + "---|"]
+            header = names
+        out.append(f"| {' | '.join(r)} |")
     out += ["", "## Distributions", "", "| | min | p01 | p05 | p25 | median | p75 | p95 | p99 | max | mean |", "|---|" + "---:|" * 10]
     resized = f"side at imgsz={summary['resized']['imgsz']} (px)"
     for label, key in (("area (px²)", "area"), ("side √area (px)", "side"), ("width (px)", "width"), ("height (px)", "height"),
@@ -294,11 +310,13 @@ def format_markdown(summary: dict) -> str:
         out.append(f"| {label} | " + " | ".join(_fmt_num(v) for v in _ordered(summary["resized"]["side"] if key is None else summary[key])) + " |")
     out += ["", "## Per class", ""]
     for name, b in summary["buckets"].items():
+        names = b.get("names") or list(BUCKET_NAMES)
+        short = " / ".join(n[0] for n in names) if names == list(BUCKET_NAMES) else " / ".join(names)
         out += [f"### {name} buckets ({_fmt_sides(b['thresholds'])})", "",
-                "| class | boxes s / m / l | images s / m / l |", "|---|---|---|"]
+                f"| class | boxes {short} | images {short} |", "|---|---|---|"]
         for c in b["per_class"]:
-            out.append(f"| {c['name']} | " + " / ".join(str(c["boxes"][k]) for k in BUCKET_NAMES)
-                       + " | " + " / ".join(str(c["images"][k]) for k in BUCKET_NAMES) + " |")
+            out.append(f"| {c['name']} | " + " / ".join(str(c["boxes"][k]) for k in names)
+                       + " | " + " / ".join(str(c["images"][k]) for k in names) + " |")
         out.append("")
     out += ["### Area per class (px²)", "", "| class | boxes | images | p05 | median | p95 |", "|---|---:|---:|---:|---:|---:|"]
     for c in summary["categories"]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -170,18 +171,21 @@ def bucket_counts(table: BoxTable, sets) -> Figure:
     """Boxes and images per bucket, one bar group per bucket set (COCO's next to the data's)."""
     fig, axes = _figure(12, 4.8, ncols=2)
     width = 0.8 / len(sets)
-    x = np.arange(3)
+    k_most = max(len(s.names) for s in sets)
+    x = np.arange(k_most)
     n_images = table.all_image_ids.size
     for k, s in enumerate(sets):
-        index = s.index(table.area)
-        boxes = np.bincount(index, minlength=3)
-        images = [np.unique(table.image_ids[index == b]).size for b in range(3)]
+        index, n = s.index(table.area), len(s.names)
+        boxes = np.bincount(index[index >= 0], minlength=n)
+        images = [np.unique(table.image_ids[index == b]).size for b in range(n)]
         color = SET_STYLE.get(s.name, SET_STYLE["custom"])[0]
-        label = f"{s.name} ({_sides(s.thresholds)})"
-        _bar_labels(axes[0], axes[0].bar(x + k * width, boxes, width, color=color, label=label), boxes, len(table))
-        _bar_labels(axes[1], axes[1].bar(x + k * width, images, width, color=color, label=label), images, n_images)
+        label = f"{s.name} ({', '.join(s.names)})" if s.names != BUCKET_NAMES else f"{s.name} ({_sides(s.thresholds)})"
+        _bar_labels(axes[0], axes[0].bar(x[:n] + k * width, boxes, width, color=color, label=label), boxes, len(table))
+        _bar_labels(axes[1], axes[1].bar(x[:n] + k * width, images, width, color=color, label=label), images, n_images)
+    same_names = all(s.names == sets[0].names for s in sets)
+    ticks = list(sets[0].names) if same_names else [f"range {i + 1}" for i in range(k_most)]
     for ax, what, title in zip(axes, ("boxes", "images"), ("boxes per size bucket", "images holding at least one box of the bucket")):
-        ax.set_xticks(x + width * (len(sets) - 1) / 2, BUCKET_NAMES)
+        ax.set_xticks(x + width * (len(sets) - 1) / 2, ticks)
         ax.set(ylabel=what, title=title)
         ax.margins(y=0.2)
         ax.legend(fontsize=8)
@@ -195,18 +199,20 @@ def bucket_counts_by_class(table: BoxTable, sets) -> Figure:
     fig, axes = _figure(5.2 * len(sets), 1.8 + 0.38 * len(shown), ncols=len(sets), sharey=True)
     y = np.arange(len(shown))
     for ax, s in zip(axes, sets):
-        index = s.index(table.area)
-        counts = np.array([np.bincount(index[table.category_ids == cid], minlength=3) for cid, _ in shown]).reshape(-1, 3)
+        index, n = s.index(table.area), len(s.names)
+        counts = np.array([np.bincount(index[(table.category_ids == cid) & (index >= 0)], minlength=n)
+                           for cid, _ in shown]).reshape(-1, n)
         shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         left = np.zeros(len(shown))
-        for b, name in enumerate(BUCKET_NAMES):
-            bars = ax.barh(y, shares[:, b], left=left, color=BUCKET_COLORS[b], label=name)
+        colors = BUCKET_COLORS if n == len(BUCKET_COLORS) else matplotlib.colormaps["viridis"](np.linspace(0.1, 0.9, n))
+        for b, name in enumerate(s.names):
+            bars = ax.barh(y, shares[:, b], left=left, color=colors[b], label=name)
             ax.bar_label(bars, [f"{c:,}" if share > 0.06 else "" for c, share in zip(counts[:, b], shares[:, b])],
                          label_type="center", fontsize=7)
             left += shares[:, b]
         ax.set(title=f"{s.name} buckets ({_sides(s.thresholds)})", xlabel="share of the class's boxes", xlim=(0, 1))
+        ax.legend(fontsize=7, loc="lower right")
     axes[0].set_yticks(y, [name for _, name in shown])
-    axes[-1].legend(fontsize=8, loc="lower right")
     fig.suptitle("Boxes per size bucket and class (numbers: box counts)" + _class_title(table, shown))
     return fig
 
@@ -270,10 +276,10 @@ def sample_crops(table: BoxTable, chosen: SizeBuckets, dataset) -> Figure:
     from PIL import Image, ImageOps
 
     images = {im["id"]: im for im in dataset.images}
-    index = chosen.index(table.area)
-    fig, axes = _figure(1.6 * CROPS_PER_BUCKET, 2.0 * 3, ncols=CROPS_PER_BUCKET, nrows=3)
-    axes = axes.reshape(3, CROPS_PER_BUCKET)
-    for b, name in enumerate(BUCKET_NAMES):
+    index, n = chosen.index(table.area), len(chosen.names)
+    fig, axes = _figure(1.6 * CROPS_PER_BUCKET, 2.0 * n, ncols=CROPS_PER_BUCKET, nrows=n)
+    axes = axes.reshape(n, CROPS_PER_BUCKET)
+    for b, name in enumerate(chosen.names):
         members = np.flatnonzero(index == b)
         members = members[np.argsort(table.area[members], kind="stable")]
         picks = members[np.unique(np.linspace(0, members.size - 1, CROPS_PER_BUCKET).round().astype(int))] if members.size else []

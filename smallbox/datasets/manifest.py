@@ -19,6 +19,7 @@ and class indices to the original COCO image and category ids).
                                                                # over the image's long side (NWD's constant)
       train_long_side: 640                         # median long side of the training images (or tiles)
       tiles: {size: 320, overlap: 0.2, ...}        # data-tiles.yaml only (smallbox convert --tiles)
+      max_dets: 1500                               # detections per image its evaluations count (else 100)
       fitness: fit/AP_small                        # optional, added by the user: best-model metric
 
 ``manifest.json``::
@@ -64,6 +65,7 @@ class DatasetSection:
             dataset): with the training imgsz, the scale the model sees objects at.
         tiles: the tiling of a ``data-tiles.yaml`` (:class:`smallbox.datasets.tiles.TileSpec`): its
             val split is scored on whole images through sliced inference with these tiles.
+        max_dets: detections per image and class its evaluations count (None: COCO's 100).
     """
 
     root: Path
@@ -75,6 +77,7 @@ class DatasetSection:
     box_size: dict | None = None
     train_long_side: int | None = None
     tiles: dict | None = None
+    max_dets: int | None = None
 
     def to_dict(self) -> dict:
         out = {"manifest": self.manifest, "coco": dict(self.coco), "buckets": [b.to_dict() for b in self.buckets]}
@@ -84,6 +87,8 @@ class DatasetSection:
             out["train_long_side"] = int(self.train_long_side)
         if self.tiles is not None:
             out["tiles"] = dict(self.tiles)
+        if self.max_dets is not None:
+            out["max_dets"] = int(self.max_dets)
         if self.area_range is not None:
             out["area_range"] = dict(self.area_range)
         if self.fitness:
@@ -112,7 +117,7 @@ def dataset_section(data: dict, source="data.yaml") -> DatasetSection | None:
         raise SmallboxError(f"{source}: {SECTION}.buckets: {e}") from None
     return DatasetSection(Path(str(data.get("path", "."))), dict(extra.get("coco") or {}), buckets,
                           extra["manifest"], extra.get("area_range"), extra.get("fitness"), extra.get("box_size"),
-                          extra.get("train_long_side"), extra.get("tiles"))
+                          extra.get("train_long_side"), extra.get("tiles"), extra.get("max_dets"))
 
 
 def mean_box_size(dataset) -> dict | None:

@@ -17,15 +17,18 @@ import numpy as np
 
 from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
 from ..datasets.coco import CocoDataset, load_coco
+from ..errors import SmallboxError
 from ..predictions.files import load_predictions
 
 BACKENDS = ("faster", "pycocotools")
 METRIC_KEYS = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
                "AR_1", "AR_10", "AR_100", "AR_small", "AR_medium", "AR_large")
 BUCKET_KEYS = tuple(f"{m}_{b}" for m in ("AP", "AR") for b in BUCKET_NAMES)
+DEFAULT_MAX_DETS = 100
 
 
-def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool = False, max_dets: int = 100) -> dict:
+def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool = False,
+             max_dets: int = DEFAULT_MAX_DETS) -> dict:
     """COCO bbox metrics of ``preds`` against ``gt``.
 
     Args:
@@ -35,14 +38,20 @@ def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool =
             evaluated.
         backend: ``"faster"`` (faster-coco-eval) or ``"pycocotools"``; the numbers are the same.
         per_class: add per-category AP, AP50 and AP by size.
+        max_dets: detections per image kept (each image's top scores), COCO's 100 by default;
+            AP and the size metrics are computed at it, AR at 1, 10, 100 and it.
     Returns:
         dict: the 12 ``METRIC_KEYS`` for COCO's ranges (``-1`` where no ground truth falls in a
-        range, as in pycocotools); ``"buckets"``: ``{name: {"thresholds": [..], AP_small, ...,
-        AR_large}}`` for every bucket set, COCO's included; with ``per_class``, ``"per_class"``:
-        ``{category name: {"category_id", "AP", "AP50", "AP_small", ...}}``.
+        range, as in pycocotools), ``AR_<max_dets>`` and ``"max_dets"``; ``"buckets"``:
+        ``{set name: {"thresholds", "names", "ranges" ([lo, hi] px²), "AP", "AR" (lists in range
+        order), "AP_<range>", "AR_<range>", ...}}`` for every bucket set, COCO's included; with
+        ``per_class``, ``"per_class"``: ``{category name: {"category_id", "AP", "AP50",
+        "AP_small", ...}}`` (COCO's ranges).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}")
+    if int(max_dets) != max_dets or max_dets < 1:
+        raise SmallboxError(f"--max-dets must be a positive integer, got {max_dets}")
     gt_data = _as_gt_dict(gt)
     sets = _bucket_sets(buckets)
     # loadRes adds keys to each result: copy the caller's dicts, not those read here from a file.
@@ -50,13 +59,41 @@ def evaluate(gt, preds, buckets=None, backend: str = "faster", per_class: bool =
     preds = load_predictions(preds, [im["id"] for im in gt_data["images"]], [c["id"] for c in gt_data["categories"]])
     precision, recall, params = _run_cocoeval(gt_data, preds if owned else [dict(p) for p in preds], sets, backend, max_dets)
     result = _summary(precision, recall, params, area_index=0)
-    result["buckets"] = {b.name: {"thresholds": list(b.thresholds), **_bucket_summary(precision, recall, params, i)}
-                         for i, b in enumerate(sets)}
+    result["max_dets"] = int(max_dets)
+    result["cut"] = detections_beyond(preds, max_dets)
+    result["buckets"], first = {}, 1
+    for b in sets:
+        summary = _bucket_summary(precision, recall, params, first, b.names)
+        result["buckets"][b.name] = {"thresholds": list(b.thresholds), "names": list(b.names),
+                                     "ranges": [[lo, hi] for _, lo, hi in b.ranges()],
+                                     "AP": [summary[f"AP_{n}"] for n in b.names],
+                                     "AR": [summary[f"AR_{n}"] for n in b.names], **summary}
+        first += len(b.names)
     if per_class:
         names = {c["id"]: c["name"] for c in gt_data["categories"]}
         result["per_class"] = {names[int(cid)]: {"category_id": int(cid), **_class_summary(precision, params, k)}
                                for k, cid in enumerate(params.catIds)}
     return result
+
+
+def detections_beyond(preds: list[dict], max_dets: int) -> dict:
+    """What the limit drops: COCOeval keeps each image's ``max_dets`` best detections per class.
+    ``{"images": images with a class over the limit, "boxes": detections not scored}``."""
+    from collections import Counter
+
+    counts = Counter((p["image_id"], p["category_id"]) for p in preds)
+    over = {key: n - max_dets for key, n in counts.items() if n > max_dets}
+    return {"images": len({image for image, _ in over}), "boxes": int(sum(over.values()))}
+
+
+def cut_message(result: dict) -> str | None:
+    """One line when the detection limit dropped boxes, else None."""
+    cut = result.get("cut") or {}
+    if not cut.get("boxes"):
+        return None
+    return (f"note: {cut['images']} image(s) hold more than {result['max_dets']} detections of one class: their "
+            f"{cut['boxes']} lowest-scored ones are not scored (COCO keeps the {result['max_dets']} best per image and "
+            f"class; raise it with --max-dets)")
 
 
 def _as_gt_dict(gt) -> dict:
@@ -106,7 +143,8 @@ def _run_cocoeval(gt_data: dict, preds: list, sets, backend: str, max_dets: int)
         kwargs = {"print_function": lambda *a, **k: None} if backend == "faster" else {}
         ev = COCOeval(coco_gt, coco_dt, "bbox", **kwargs)
         ev.params.areaRng, ev.params.areaRngLbl = _area_ranges(sets)
-        ev.params.maxDets = sorted({1, 10, max_dets})
+        # the limit last (AP and matching use maxDets[-1]); COCO's 1, 10, 100 where they lie below it
+        ev.params.maxDets = sorted({d for d in (1, 10, DEFAULT_MAX_DETS) if d < max_dets} | {int(max_dets)})
         ev.evaluate()
         ev.accumulate()
     return np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"]), ev.params
@@ -139,7 +177,8 @@ def _ar(recall, params, area: int, max_det=None) -> float:
 
 
 def _summary(precision, recall, params, area_index: int) -> dict:
-    """The 12 numbers of ``COCOeval.summarize``, for COCO's ranges (area rows 1-3)."""
+    """The numbers of ``COCOeval.summarize``, for COCO's ranges (area rows 1-3); AR at every
+    detection limit."""
     dets = params.maxDets
     out = {"AP": _ap(precision, params, 0), "AP50": _ap(precision, params, 0, iou=0.5),
            "AP75": _ap(precision, params, 0, iou=0.75)}
@@ -149,10 +188,10 @@ def _summary(precision, recall, params, area_index: int) -> dict:
     return out
 
 
-def _bucket_summary(precision, recall, params, set_index: int) -> dict:
-    first = 1 + 3 * set_index
-    out = {f"AP_{n}": _ap(precision, params, first + i) for i, n in enumerate(BUCKET_NAMES)}
-    out.update({f"AR_{n}": _ar(recall, params, first + i) for i, n in enumerate(BUCKET_NAMES)})
+def _bucket_summary(precision, recall, params, first: int, names) -> dict:
+    """AP and AR of the ranges of one bucket set, whose area rows start at ``first``."""
+    out = {f"AP_{n}": _ap(precision, params, first + i) for i, n in enumerate(names)}
+    out.update({f"AR_{n}": _ar(recall, params, first + i) for i, n in enumerate(names)})
     return out
 
 

@@ -26,9 +26,25 @@ from ..errors import SmallboxError
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 ALL_RANGE = (0.0, AREA_MAX)
-# metric name -> (size bucket or None for all areas, IoU threshold or None for .50:.95)
+# metric name -> (size range or None for all areas, IoU threshold or None for .50:.95); a size
+# metric is AP_<range name> of a bucket set (COCO's three below; any set's names: metric_names)
 METRICS = {"AP": (None, None), "AP50": (None, 0.5), "AP75": (None, 0.75),
            **{f"AP_{b}": (b, None) for b in BUCKET_NAMES}}
+
+
+def metric_names(buckets: SizeBuckets | None = None) -> list[str]:
+    """The metrics the test and the reports compute: AP, AP50, AP75 and AP_<range> of ``buckets``."""
+    names = BUCKET_NAMES if buckets is None else buckets.names
+    return ["AP", "AP50", "AP75", *(f"AP_{n}" for n in names)]
+
+
+def is_metric(metric: str, buckets: SizeBuckets | None = None) -> bool:
+    """A metric name known for ``buckets`` (any set's range names when None: AP_<word>)."""
+    if metric in ("AP", "AP50", "AP75"):
+        return True
+    if buckets is None:
+        return metric.startswith("AP_") and len(metric) > 3
+    return metric in metric_names(buckets)
 
 
 @dataclass
@@ -60,15 +76,15 @@ class RangeMatches:
 
 
 def metric_range(metric: str, buckets: SizeBuckets) -> tuple[tuple[float, float], float | None]:
-    """``(area range, IoU threshold or None)`` of a metric name (``AP``, ``AP50``, ``AP75``,
-    ``AP_small``, ``AP_medium``, ``AP_large``); size metrics use ``buckets``' ranges."""
-    if metric not in METRICS:
-        raise SmallboxError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
-    bucket, iou = METRICS[metric]
-    if bucket is None:
-        return ALL_RANGE, iou
-    lo, hi = {name: (lo, hi) for name, lo, hi in buckets.ranges()}[bucket]
-    return (lo, hi), iou
+    """``(area range, IoU threshold or None)`` of a metric name (``AP``, ``AP50``, ``AP75``, or
+    ``AP_<range>`` of ``buckets``: ``AP_small`` of COCO's, ``AP_tiny`` of AI-TOD's ...)."""
+    if not is_metric(metric, buckets):
+        raise SmallboxError(f"unknown metric {metric!r} for size ranges {buckets.describe()}: choose one of "
+                            f"{', '.join(metric_names(buckets))}")
+    if metric in ("AP", "AP50", "AP75"):
+        return ALL_RANGE, METRICS[metric][1]
+    lo, hi = {name: (lo, hi) for name, lo, hi in buckets.ranges()}[metric[3:]]
+    return (lo, hi), None
 
 
 def box_iou_xywh(dets_xywh_abs: np.ndarray, gts_xywh_abs: np.ndarray, crowd: np.ndarray) -> np.ndarray:

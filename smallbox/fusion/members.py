@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..datasets.buckets import AREA_MAX, BUCKET_NAMES, SizeBuckets
+from ..datasets.buckets import AREA_MAX, SizeBuckets
 from ..datasets.split import parse_area_range
 from ..errors import SmallboxError
 
@@ -52,12 +52,12 @@ def parse_gate(spec: str, buckets: SizeBuckets):
     ranges = {n: (lo, hi) for n, lo, hi in buckets.ranges()}
     unknown = [n for n in names if n not in ranges]
     if unknown:
-        raise SmallboxError(f"gate {spec!r}: unknown bucket {unknown[0]!r}; use all, {', '.join(BUCKET_NAMES)}, "
-                            "joined by + (medium+large), or NAME:MIN:MAX")
-    index = sorted(BUCKET_NAMES.index(n) for n in names)
+        raise SmallboxError(f"gate {spec!r}: unknown size range {unknown[0]!r}; use all, {', '.join(buckets.names)}, "
+                            "joined by + (e.g. medium+large), or NAME:MIN:MAX")
+    index = sorted(buckets.names.index(n) for n in names)
     if index != list(range(index[0], index[-1] + 1)):
-        raise SmallboxError(f"gate {spec!r}: buckets must be neighbours")
-    lo, hi = ranges[BUCKET_NAMES[index[0]]][0], ranges[BUCKET_NAMES[index[-1]]][1]
+        raise SmallboxError(f"gate {spec!r}: ranges must be neighbours")
+    lo, hi = ranges[buckets.names[index[0]]][0], ranges[buckets.names[index[-1]]][1]
     return lo, (math.inf if hi >= AREA_MAX else hi)
 
 

@@ -44,8 +44,9 @@ class BoxSizeWeights(nn.Module):
     def __init__(self, buckets: SizeBuckets, weights, renorm: bool = False):
         super().__init__()
         weights = [float(w) for w in weights]
-        if len(weights) != 3 or any(w < 0 for w in weights):
-            raise SmallboxError(f"size weights need three non-negative numbers (small, medium, large), got {weights}")
+        if len(weights) != len(buckets.names) or any(w < 0 for w in weights):
+            raise SmallboxError(f"size weights need {len(buckets.names)} non-negative numbers, one per size range "
+                                f"({', '.join(buckets.names)}), got {weights}")
         self.buckets = buckets
         self.renorm = bool(renorm)
         # Not persistent: checkpoints with and without size weights keep the same keys.
