@@ -30,6 +30,7 @@ COMMANDS = {
     "report": ("report", "one table over training runs, seeds grouped into mean ± std"),
     "significance": ("significance", "is B better than A? a t test over seeds widened by a paired image bootstrap; seeds needed (--plan)"),
     "compare": ("compare", "what one model finds and the other misses, per size bucket, with crops"),
+    "errors": ("errors", "why boxes are missed: TIDE's error types as ΔAP50 per size range, confusion matrices"),
     "experiments": ("experiments", "run an experiment matrix (arms x seeds) into a ledger, within a time budget"),
 }
 RAW_ARGV = {"yolo", "tv"}
