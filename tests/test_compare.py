@@ -80,6 +80,11 @@ def test_cli_writes_summary_sheet_and_page(case, tmp_path, capsys):
         assert (out / e["crop"]).is_file() and f'src="{e["crop"]}"' in page
     pr = np.asarray(Image.open(out / "pr_by_size.png").convert("L"))
     assert pr.std() > 10 and 'src="pr_by_size.png"' in page
+    # the page links both models' error profiles; B misses the removed boxes: more of them missed
+    errors = json.loads((out / "errors.json").read_text())
+    assert 'src="errors.png"' in page and 'href="errors.json"' in page and len(errors) == 2
+    (a, b) = errors.values()
+    assert b["overall"]["counts"]["Miss"] >= a["overall"]["counts"]["Miss"] + 1
     tiles = np.asarray(Image.open(out / "contact_sheet.png").convert("RGB")).astype(int)[60:]  # below the legend
     for colour in COLORS.values():  # B has a box in one crop only (the low-scored one)
         assert (np.abs(tiles - colour).sum(axis=2) < 30).sum() > 50

@@ -242,6 +242,14 @@ def write_comparison(gt: CocoDataset, preds_a: list, preds_b: list, out_dir, buc
 
     curves = {names[0]: pr_curves_by_size(gt, preds_a, [buckets], iou), names[1]: pr_curves_by_size(gt, preds_b, [buckets], iou)}
     plot_pr_curves(curves, out / "pr_by_size.png", iou)
+    from .errors import error_profiles, plot_profiles
+
+    profiles = {names[0]: error_profiles(gt, preds_a, buckets), names[1]: error_profiles(gt, preds_b, buckets)}
+    plot_profiles(profiles, out / "errors.png", f"{names[0]} vs {names[1]}")
+    write_json_atomic(profiles, out / "errors.json")
+    summary["errors"] = {name: {g: {k: round(v, 4) for k, v in p.items() if isinstance(v, float)}
+                                for g, p in [("overall", prof["overall"]), *prof["by_size"].items()]}
+                         for name, prof in profiles.items()}
     sheet = contact_sheet(sections)
     with atomic_path(out / "contact_sheet.png") as tmp:
         sheet.save(tmp)
@@ -281,7 +289,10 @@ def html_page(summary: dict) -> str:
              f"size buckets {esc(SizeBuckets.from_dict(summary['buckets']).describe())}; fp_a / fp_b: unmatched detections by their own size.</p>",
              f"<p class=legend>{legend}</p>", "<h2>By size bucket</h2>", by_bucket, "<h2>By class</h2>", by_class,
              '<p><a href="contact_sheet.png">contact sheet</a> &middot; <a href="summary.json">summary.json</a></p>',
-             "<h2>Precision-recall by size bucket (all scores)</h2>", '<img class=plot src="pr_by_size.png" alt="PR curves">']
+             "<h2>Precision-recall by size bucket (all scores)</h2>", '<img class=plot src="pr_by_size.png" alt="PR curves">',
+             "<h2>Why boxes are missed: error profile per size bucket (TIDE, ΔAP50)</h2>",
+             '<p>Each model\'s AP50 gained by fixing every error of a type; the last panel is B − A (below 0: B fixed it). '
+             'Numbers: <a href="errors.json">errors.json</a>.</p>', '<img class=plot src="errors.png" alt="error profiles">']
     for kind, title in (("a_only", f"{a} finds, {b} misses"), ("b_only", f"{b} finds, {a} misses")):
         parts.append(f"<h2>{title} ({len(summary[kind])})</h2>")
         for bucket in [*names, OUTSIDE]:
