@@ -217,7 +217,7 @@ def test_tv_eval_checks_areas_before_predicting(tiny_tv_run, odd_deeppcb, capsys
     monkeypatch.setattr(engine, "predict", lambda *a, **k: pytest.fail("predicted before checking --areas"))
     rc, err = run_cli(["tv", "eval", tiny_tv_run["weights"], "--data", odd_deeppcb["val"], "--images",
                        odd_deeppcb["images"], "--areas", "foo", "--device", "cpu"], capsys)
-    assert rc == 2 and "size buckets must be" in err
+    assert rc == 2 and "--areas must be coco, aitod, fit" in err
 
 
 # -- checks that came too late (item 6) and the yolo ones of item 2 --------------------------------

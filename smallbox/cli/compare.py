@@ -10,7 +10,7 @@ from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..analysis.compare import write_comparison
 from ..predictions import load_predictions
-from .options import number, output_folder
+from .options import add_size_options, number, output_folder
 
 
 def add_arguments(p):
@@ -22,7 +22,7 @@ def add_arguments(p):
                    help="output folder: summary.json, contact_sheet.png, index.html, crops/")
     p.add_argument("--score-thr", type=number(float, 0, 1), default=0.3, help="a detection counts from this score on")
     p.add_argument("--iou", type=number(float, 0, 1, low_open=True), default=0.5, help="IoU needed to find a box")
-    p.add_argument("--areas", default="coco", help="size buckets: coco, fit (the dataset's: recorded at convert, else tertiles of the ground truth's areas) or A,B in px²")
+    add_size_options(p, max_dets=False)
     p.add_argument("--max-crops", type=number(int, 0), default=200, help="crops drawn per list (all are counted)")
 
 
@@ -40,7 +40,7 @@ def run(args) -> int:
     c = summary["counts"]
     print(f"A = {args.a}\nB = {args.b}\nscore >= {args.score_thr:g}, IoU >= {args.iou:g}, size buckets {buckets.describe()}")
     print(f"{'bucket':<8}{'gt':>6}{'both':>6}{'A only':>8}{'B only':>8}{'neither':>9}{'FP A':>6}{'FP B':>6}")
-    for bucket in ("small", "medium", "large", "all"):
+    for bucket in (*buckets.names, "outside", "all"):
         if bucket in c:
             n = c[bucket]
             print(f"{bucket:<8}{n['gt']:>6}{n['both']:>6}{n['a_only']:>8}{n['b_only']:>8}{n['neither']:>9}{n['fp_a']:>6}{n['fp_b']:>6}")

@@ -14,7 +14,7 @@ from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, en
 from ..fusion.members import check_categories, check_members, describe_gate, parse_gate, specialist_gates
 from ..predictions import (index_folder, index_from_coco, read_prediction_file, write_competition_csv,
                            write_predictions)
-from .options import number, output_file
+from .options import add_size_options, max_dets_for, number, output_file
 
 
 def add_arguments(p):
@@ -43,7 +43,7 @@ def add_arguments(p):
                              "or NAME:MIN:MAX in px² (as convert --split; MAX may be inf)")
     gating.add_argument("--specialist-range", metavar="SPEC",
                         help="the FIRST file is a specialist: it keeps boxes in SPEC (e.g. small), the others the rest")
-    p.add_argument("--areas", default="coco", help="size buckets that name gates and the --eval table: coco, fit, or A,B px²")
+    add_size_options(p)  # --areas names the gates' ranges and the --eval table's; --max-dets its limit
     p.add_argument("--names", nargs="+", metavar="NAME",
                    help="one name per file for the summary and the --eval table (default: the file names, with as "
                         "many parent folders as it takes to tell them apart, e.g. full-val/predictions.json)")
@@ -81,7 +81,7 @@ def run(args) -> int:
     if args.eval:
         other_names = row_names(args.eval_with or [])
         print(format_eval_rows([*zip(names, members), *zip(other_names, others), (_fused_name(args, other_names), fused)],
-                               gt, buckets))
+                               gt, buckets, max_dets_for(args)))
     return 0
 
 
@@ -134,16 +134,22 @@ def _summary(args, names, members, gates, fused, elapsed) -> str:
     return "\n".join(lines)
 
 
-def format_eval_rows(rows, gt, buckets: SizeBuckets) -> str:
-    """One line per predictions list: AP, AP50 and AP by size (COCO's ranges, and ``buckets``)."""
+def format_eval_rows(rows, gt, buckets: SizeBuckets, max_dets: int = 100) -> str:
+    """One line per predictions list: AP, AP50 and AP by size (COCO's ranges, and ``buckets``'),
+    at ``max_dets`` detections per image and class."""
     sets = [SizeBuckets.coco()] + ([] if buckets.is_coco and buckets.name == "coco" else [buckets])
-    head = f"{'predictions':<44}{'AP':>7}{'AP50':>7}" + "".join(
-        f"{b.name + '/AP_' + n[0]:>10}" for b in sets for n in ("small", "medium", "large"))
+
+    def short(b, n):
+        return f"{b.name}/AP_{n[0] if b.names == ('small', 'medium', 'large') else n}"
+
+    head = f"{'predictions':<44}{'AP':>7}{'AP50':>7}" + "".join(f"{short(b, n):>10}" for b in sets for n in b.names)
     lines = [head]
     for name, preds in rows:
-        r = evaluate(gt, preds, buckets)
-        cells = "".join(f"{_fmt(r['buckets'][b.name]['AP_' + n]):>10}" for b in sets for n in ("small", "medium", "large"))
+        r = evaluate(gt, preds, buckets, max_dets=max_dets)
+        cells = "".join(f"{_fmt(r['buckets'][b.name]['AP_' + n]):>10}" for b in sets for n in b.names)
         lines.append(f"{str(name)[-43:]:<44}{_fmt(r['AP']):>7}{_fmt(r['AP50']):>7}{cells}")
+    if max_dets != 100:
+        lines.append(f"(up to {max_dets} detections per image and class)")
     return "\n".join(lines)
 
 

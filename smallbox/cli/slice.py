@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets import SizeBuckets, load_coco
+from ..datasets import load_coco
+from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 from ..predictions import (IMAGES_JSON, default_category_ids, index_folder, to_coco_results, write_images_json,
                            write_predictions)
-from .options import check_device, checkpoint_kind, number, output_file
+from .options import add_size_options, check_device, checkpoint_kind, max_dets_for, number, output_file
 
 MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
 
@@ -47,6 +48,7 @@ def add_arguments(p):
                         "without it: this image at the training imgsz); the whole image itself runs at the training imgsz")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
+    add_size_options(p)  # the --eval table's size ranges and detection limit
 
 
 def run(args) -> int:
@@ -81,7 +83,9 @@ def run(args) -> int:
 
         rows = ([("whole image alone", whole_preds)] if whole_preds else []) + \
             [(f"tiles {options.tile_for(predict_fn)}px" + ("" if options.full == "never" else " + whole image"), preds)]
-        print(format_eval_rows(rows, load_coco(args.gt, check_files=False), SizeBuckets.coco()))
+        gt = load_coco(args.gt, check_files=False)
+        buckets, _ = size_buckets(args.areas, args.gt, gt.areas())
+        print(format_eval_rows(rows, gt, buckets, max_dets_for(args)))
     return 0
 
 

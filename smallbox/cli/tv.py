@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..datasets import CocoDataset, SizeBuckets, load_coco
 from ..errors import SmallboxError
-from .options import DefaultsHelpFormatter, check_device, check_output, checkpoint_kind, number, output_file
+from .options import (AREAS_HELP, DefaultsHelpFormatter, check_device, check_output, checkpoint_kind, max_dets_for, number,
+                      output_file)
 
 USAGE = __doc__.split("\n\n", 1)[1]
 TRAIN_HELP = """usage: smallbox tv train RECIPE.yaml|last.pt [section.key=value ...]
@@ -153,7 +154,9 @@ def _eval(argv) -> int:
     p = _common("eval")
     p.add_argument("--data", help="COCO json to evaluate on (default: the run's data.val)")
     p.add_argument("--images", help="its image folder (default: the run's)")
-    p.add_argument("--areas", help="size buckets besides COCO's: fit, A,B (default: the run's)")
+    p.add_argument("--areas", help="size ranges besides COCO's (default: the run's): " + AREAS_HELP)
+    p.add_argument("--max-dets", type=number(int, 1), default=None, metavar="N",
+                   help="detections per image and class that count (default COCO's 100; aitod 1500)")
     p.add_argument("--out", type=output_file, help="write the predictions (COCO results, original ids) here")
     p.add_argument("--json", type=output_file, help="write the metrics here")
     p.add_argument("--per-class", action="store_true", help="also AP, AP50 and AP by size per class")
@@ -180,7 +183,7 @@ def _eval(argv) -> int:
         buckets = [SizeBuckets.from_dict(b) for b in ckpt["buckets"] if b["name"] != "coco"]
     category_ids = [c["category_id"] for c in ckpt["classes"]]
     preds = predict(model, CocoDetection(gt, category_ids), ctx, category_ids, args.batch)
-    result = evaluate(gt, preds, buckets, per_class=args.per_class)
+    result = evaluate(gt, preds, buckets, per_class=args.per_class, max_dets=max_dets_for(args))
     print(format_metrics(result, f"{args.checkpoint} on {gt.path}"))
     if args.out:
         write_predictions(preds, args.out)
