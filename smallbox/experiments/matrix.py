@@ -11,6 +11,7 @@
       images: data/deeppcb/images
       splits: [small:0:32^2]      # per-area splits for specialists (smallbox convert --split)
       tiles: 320,0                # tiles of the train images (smallbox convert --tiles), for `split: tiles`
+      areas: [fit, aitod]         # size ranges scored besides COCO's (smallbox convert --areas; default fit)
     seeds: [0, 1, 2]
     baseline: baseline            # the arm every other arm is compared with
     defaults:                     # Ultralytics train arguments of every arm (never `seed`)
@@ -51,6 +52,8 @@ from __future__ import annotations
 
 import math
 import re
+
+import numpy as np
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -61,7 +64,7 @@ ARM_KEYS = {"model", "args", "about", "pretrained", "split", "fuse_with", "fuse"
             "estimate_minutes"}
 TOP_KEYS = {"name", "scale", "data", "seeds", "baseline", "defaults", "evaluation", "arms", "about", "fitness",
             "keep_weights_mb"}
-DATA_KEYS = {"train", "select", "report", "images", "splits", "tiles"}
+DATA_KEYS = {"train", "select", "report", "images", "splits", "tiles", "areas"}
 TILES_SPLIT = "tiles"  # an arm's `split: tiles` trains on data-tiles.yaml (data.tiles: SIZE[,OVERLAP])
 DEFAULT_EVALUATION = {"conf": 0.001, "iou": 0.7, "max_det": 100}
 # Set by the runner for every run: a matrix that sets them would be silently overridden (seed) or
@@ -232,6 +235,17 @@ def _data(value, problems: Problems) -> dict:
             TileSpec.parse(str(value["tiles"]))
         except SmallboxError as e:
             problems.add("data.tiles", str(e))
+    areas = value.get("areas", ["fit"])
+    if not isinstance(areas, list) or not all(isinstance(a, str) for a in areas):
+        problems.add("data.areas", f"must be a list of --areas specs such as [fit, aitod], got {areas!r}")
+    else:
+        from ..datasets import SizeBuckets
+
+        for i, spec in enumerate(areas):
+            try:
+                SizeBuckets.parse(spec, np.ones(4) if spec.startswith("fit") else None)
+            except SmallboxError as e:
+                problems.add(f"data.areas[{i}]", str(e))
     splits = value.get("splits", [])
     if not isinstance(splits, list):
         problems.add("data.splits", "must be a list of NAME:MIN_AREA:MAX_AREA")

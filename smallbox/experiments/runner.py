@@ -237,7 +237,8 @@ def score(plan: Plan, data: Path, predictions: Path, arm: Arm, seed: int) -> tup
     gt = load_coco(plan.matrix.data["report"], check_files=False)
     buckets = [b for b in load_manifest(data / "data.yaml").buckets if b.name != "coco"]
     preds = load_predictions(predictions, [im["id"] for im in gt.images], gt.category_ids)
-    metrics = _summary(evaluate(gt, preds, buckets))
+    max_dets = int(plan.matrix.evaluation["max_det"])  # predict's limit per image is also the evaluator's
+    metrics = _summary(evaluate(gt, preds, buckets, max_dets=max_dets))
     if not arm.fuse_with:
         return metrics, None
     partner = plan.ledger.get(arm.fuse_with, seed)
@@ -248,7 +249,7 @@ def score(plan: Plan, data: Path, predictions: Path, arm: Arm, seed: int) -> tup
     gates = specialist_gates(gate, 2, SizeBuckets.coco()) if gate else None
     fused = ensemble_predictions([preds, load_predictions(partner.predictions)], gt.images, method, gates=gates)
     return metrics, {"metrics": {"method": method, "with": arm.fuse_with, "gate": gate,
-                                 **_summary(evaluate(gt, fused, buckets))}, "preds": fused}
+                                 **_summary(evaluate(gt, fused, buckets, max_dets=max_dets))}, "preds": fused}
 
 
 def _summary(result: dict) -> dict:
@@ -276,6 +277,8 @@ def prepare_data(plan: Plan) -> Path:
             cmd += ["--split", str(split)]
         if d.get("tiles"):
             cmd += ["--tiles", str(d["tiles"])]
+        for spec in d.get("areas", []):
+            cmd += ["--areas", str(spec)]
         plan.work.mkdir(parents=True, exist_ok=True)
         _smallbox(cmd, plan.work / "convert.log")
         stamp.write_text(wanted, encoding="utf-8")
