@@ -227,7 +227,7 @@ def test_slice_eval_without_gt_refuses_before_running(tmp_path, capsys):
     out = tmp_path / "sliced.json"
     rc, err = run_cli(["slice", TINY_MODEL, "--images", IMAGES, "--out", out, "--eval"], capsys)
     assert rc == 2 and "--eval needs --gt" in err
-    assert not out.exists() and not (tmp_path / "images.json").exists()
+    assert not out.exists() and not (tmp_path / "sliced.images.json").exists()
 
 
 def test_misspelled_fitness_fails_before_the_dataset_scan(tmp_path, capsys, monkeypatch):

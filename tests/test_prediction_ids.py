@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,12 @@ def read(path):
     return json.loads(path.read_text())
 
 
+def ids_file(folder: Path) -> Path:
+    """The ids json beside a folder's predictions: a run folder's images.json (yolo predict), or
+    named after the predictions file (slice, tv predict: predictions.images.json)."""
+    return folder / "images.json" if (folder / "images.json").exists() else folder / "predictions.images.json"
+
+
 def remap(preds, images_json, gt_json):
     """Predictions of the folder rule -> the json's ids, by file name (independent of smallbox)."""
     name_of = {im["id"]: im["file_name"] for im in read(images_json)["images"]}
@@ -99,11 +106,11 @@ COMMANDS = ("yolo", "tv", "slice")
 def test_every_command_numbers_the_folder_the_same_way(outputs, folder):
     files = sorted(p.name for p in folder["images"].iterdir())
     for name in COMMANDS:
-        images = read(outputs / name / "images.json")["images"]
+        images = read(ids_file(outputs / name))["images"]
         assert [(im["id"], im["file_name"]) for im in images] == list(enumerate(files, start=1)), name
         sizes = {im["file_name"]: (im["width"], im["height"]) for im in read(folder["gt"])["images"]}
         assert {im["file_name"]: (im["width"], im["height"]) for im in images} == sizes  # portrait ones too
-        assert not (outputs / f"{name}-json" / "images.json").exists()
+        assert not ids_file(outputs / f"{name}-json").exists()
 
 
 def test_category_ids_are_the_training_datas_not_class_indices(outputs, folder):
@@ -112,7 +119,7 @@ def test_category_ids_are_the_training_datas_not_class_indices(outputs, folder):
         for variant in (name, f"{name}-json"):
             preds = read(outputs / variant / "predictions.json")
             assert preds and {p["category_id"] for p in preds} <= odd, variant
-        names = {c["id"]: c["name"] for c in read(outputs / name / "images.json")["categories"]}
+        names = {c["id"]: c["name"] for c in read(ids_file(outputs / name))["categories"]}
         assert names == {c["id"]: c["name"] for c in read(folder["gt"])["categories"]}
 
 
@@ -120,7 +127,7 @@ def test_category_ids_are_the_training_datas_not_class_indices(outputs, folder):
 def test_folder_rule_mapped_back_equals_the_json_run(outputs, folder, name):
     plain = read(outputs / name / "predictions.json")
     with_json = read(outputs / f"{name}-json" / "predictions.json")
-    assert as_rows(remap(plain, outputs / name / "images.json", folder["gt"])) == as_rows(with_json)
+    assert as_rows(remap(plain, ids_file(outputs / name), folder["gt"])) == as_rows(with_json)
 
 
 def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_path):
@@ -130,7 +137,7 @@ def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_
     members_json = [str(outputs / f"{name}-json" / "predictions.json") for name in COMMANDS]
     fused_json = tmp_path / "fused-json.json"
     assert main(["ensemble", *members_json, "--gt", str(folder["gt"]), "--method", "wbf", "--out", str(fused_json)]) == 0
-    remapped = remap(read(fused), outputs / "yolo" / "images.json", folder["gt"])
+    remapped = remap(read(fused), ids_file(outputs / "yolo"), folder["gt"])
     assert as_rows(remapped) == as_rows(read(fused_json))
     metrics = tmp_path / "m.json"
     assert main(["eval", str(folder["gt"]), str(fused_json), "--json", str(metrics)]) == 0

@@ -133,7 +133,7 @@ def test_tv_eval_and_tv_predict_give_the_runs_predictions(run, tmp_path):
     out = tmp_path / "predict" / "predictions.json"
     assert main(["tv", "predict", str(run["dir"] / "best.pt"), "--images", str(run["images"] / "cells"), "--device", "cpu",
                  "--out", str(out)]) == 0
-    listed = json.loads((out.parent / "images.json").read_text())["images"]
+    listed = json.loads((out.parent / "predictions.images.json").read_text())["images"]
     by_name = {im["file_name"].split("/")[-1]: im for im in run["gt"]["images"]}
     names = sorted(by_name)
     assert [(im["id"], im["file_name"], im["width"], im["height"]) for im in listed] == [

@@ -14,7 +14,7 @@ from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, en
 from ..fusion.members import check_categories, check_members, describe_gate, parse_gate, specialist_gates
 from ..predictions import (index_folder, index_from_coco, read_prediction_file, write_competition_csv,
                            write_predictions)
-from .options import add_size_options, max_dets_for, number, output_file
+from .options import add_size_options, refuse_output_onto_inputs, max_dets_for, number, output_file
 
 
 def add_arguments(p):
@@ -55,6 +55,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     _check_options(args)
+    refuse_output_onto_inputs([args.out, args.csv], [*args.pred, *(args.eval_with or ()), args.gt], "ensemble")
     names = args.names or row_names(args.pred)
     gt = load_coco(args.gt, check_files=False) if args.gt else None
     image_set = index_from_coco(gt) if gt else index_folder(args.images)

@@ -158,3 +158,21 @@ def max_dets_for(args) -> int:
 
     given = getattr(args, "max_dets", None)
     return given if given else PRESET_MAX_DETS.get(str(getattr(args, "areas", "")).strip(), 100)
+
+
+def refuse_output_onto_inputs(outputs, inputs, command: str) -> None:
+    """No command writes over a file it reads: any of ``outputs`` that is one of ``inputs`` (the
+    same path, or the same file by another name) is an error naming both, before any work."""
+    def same(a: Path, b: Path) -> bool:
+        if a.resolve() == b.resolve():
+            return True
+        try:
+            return a.exists() and b.exists() and os.path.samefile(a, b)
+        except OSError:
+            return False
+
+    for out in (Path(str(o)) for o in outputs if o):
+        for inp in (Path(str(i)) for i in inputs if i):
+            if same(out, inp):
+                raise SmallboxError(f"{command}: the output {out} is the input {inp}: it would be overwritten; "
+                                    "write the result elsewhere")

@@ -11,7 +11,7 @@ from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 from ..predictions import (IMAGES_JSON, default_category_ids, index_folder, to_coco_results, write_images_json,
                            write_predictions)
-from .options import add_size_options, check_device, checkpoint_kind, max_dets_for, number, output_file
+from .options import add_size_options, refuse_output_onto_inputs, check_device, checkpoint_kind, max_dets_for, number, output_file
 
 MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
 
@@ -22,8 +22,8 @@ def add_arguments(p):
     p.add_argument("--out", required=True, type=output_file, help="COCO results json (.json or .json.gz)")
     p.add_argument("--gt", help="COCO json of the images: its image ids (matched by file_name) and category ids; the "
                                 "json's images are predicted (each must be in the folder; other files are left out). "
-                                f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name ({IMAGES_JSON} is written "
-                                "beside --out) and the model's category ids (1..nc when it knows none)")
+                                f"Without it: $SMALLBOX_IMAGE_IDS, else ids 1..N by file name (OUT.images.json is "
+                                "written beside --out) and the model's category ids (1..nc when it knows none)")
     p.add_argument("--tile", type=number(int, 1), default=None,
                    help="tile side in pixels (SAHI's slice_height/width, 512 in SAHI); default: the tile size of a model "
                         "trained on tiles (smallbox convert --tiles), else 640")
@@ -55,6 +55,7 @@ def run(args) -> int:
     if args.eval and not args.gt:
         raise SmallboxError("--eval needs --gt (the ground truth to score against)")
     _check_model(args.model)
+    refuse_output_onto_inputs([args.out], [args.model, args.gt], "slice")
     check_device(args.device, "--device")
     apply_offline_defaults()
     from ..adapters.predict_fn import load_predict_fn
@@ -75,7 +76,8 @@ def run(args) -> int:
     write_predictions(preds, args.out)
     if index.source == "folder":
         names = predict_fn.names
-        write_images_json(Path(args.out).parent, index, [{"id": c, "name": names[i]} for i, c in enumerate(category_ids)])
+        write_images_json(Path(args.out).parent, index, [{"id": c, "name": names[i]} for i, c in enumerate(category_ids)],
+                          args.out)
     print(f"{len(preds)} boxes on {len(index.images)} images -> {args.out} ({index.note()})")
     print(speed_line(len(index.images), seconds) + (" (includes the whole-image pass twice: --eval)" if args.eval else ""))
     if args.eval:

@@ -199,7 +199,7 @@ def _predict(argv) -> int:
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--coco", help="COCO json of these images: its image and category ids; the json's images are predicted "
                                   "(each must be in the folder; other files are left out). Without it: $SMALLBOX_IMAGE_IDS, "
-                                  "else ids 1..N by file name (images.json is written beside --out)")
+                                  "else ids 1..N by file name (OUT.images.json is written beside --out)")
     p.add_argument("--out", required=True, type=output_file, help="COCO results json")
     p.add_argument("--csv", type=output_file, help="also write the competition CSV (PredictionString,image_id)")
     args, overrides = _split_overrides(p, argv)
@@ -214,7 +214,8 @@ def _predict(argv) -> int:
     preds = predict(model, CocoDetection(images, category_ids, image_files=index.files), ctx, category_ids, args.batch)
     write_predictions(preds, args.out)
     if index.source == "folder":
-        write_images_json(Path(args.out).parent, index, [{"id": c["category_id"], "name": c["name"]} for c in ckpt["classes"]])
+        write_images_json(Path(args.out).parent, index, [{"id": c["category_id"], "name": c["name"]} for c in ckpt["classes"]],
+                          args.out)
     print(f"wrote {args.out}: {len(preds)} boxes on {len(index.images)} images ({index.note()})")
     if args.csv:
         write_competition_csv(preds, args.csv, index.file_names(), category_ids)

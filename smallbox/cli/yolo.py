@@ -21,6 +21,10 @@ from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 from .options import check_device, check_output, checkpoint_kind
 
+# predict: an image of the source folder that cannot be decoded is an error naming it, unless the
+# user asks to skip such images (every other image keeps its id: ids never depend on readability).
+SKIP_UNREADABLE_FLAG = "--skip-unreadable"
+SKIP_UNREADABLE_ENV = "SMALLBOX_SKIP_UNREADABLE"
 # Arguments that name a weights file the run reads: offline, a missing one is a plain error.
 WEIGHT_KEYS = ("model", "pretrained", "resume")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -67,6 +71,9 @@ def run_argv(argv: list[str]) -> int:
     if "--show" in argv:
         print(show_settings([a for a in argv if a != "--show"]))
         return 0
+    skip = SKIP_UNREADABLE_FLAG in argv
+    argv = [a for a in argv if a != SKIP_UNREADABLE_FLAG]
+    os.environ[SKIP_UNREADABLE_ENV] = "1" if skip else "0"  # read by the predictor (same process)
     args = effective_args(argv)
     check_arguments(args, run_mode(argv, args))
     argv = with_local_project(argv, args)
@@ -316,9 +323,37 @@ def _check_source(source) -> None:
     if path.is_dir():
         from ..datasets.imagefiles import IMAGE_SUFFIXES, list_images
 
-        if not list_images(path):
+        images = list_images(path)
+        if not images:
             raise SmallboxError(f"source={source}: no images in this folder (Ultralytics reads files directly in it "
                                 f"with suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+        unreadable = unreadable_images(images)
+        if unreadable and os.environ.get(SKIP_UNREADABLE_ENV) != "1":
+            raise SmallboxError(unreadable_message(unreadable, source))
+        if len(unreadable) == len(images):
+            raise SmallboxError(f"source={source}: none of its {len(images)} image(s) can be read")
+
+
+def unreadable_images(files) -> list[Path]:
+    """The images whose header cannot be read (an empty file, text named .png, a broken header):
+    checked before the run. A file whose pixels are cut short is found when it is decoded."""
+    from ..datasets.imagefiles import image_size
+
+    bad = []
+    for f in files:
+        try:
+            if Path(f).stat().st_size == 0:
+                raise SmallboxError("empty")
+            image_size(f)
+        except (SmallboxError, OSError, ValueError, SyntaxError):
+            bad.append(Path(f))
+    return bad
+
+
+def unreadable_message(files, source) -> str:
+    shown = ", ".join(Path(f).name for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    return (f"source={source}: {len(files)} image(s) cannot be read: {shown}. Fix or remove them, or add "
+            f"{SKIP_UNREADABLE_FLAG} to predict the others (their ids stay those of the whole folder)")
 
 
 def _check_source_file(path: Path, source) -> None:

@@ -100,8 +100,10 @@ def _pil_size(path) -> tuple[int, int]:
         with Image.open(path) as im:
             size, fmt = im.size, im.format
             orientation = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise SmallboxError(f"{path}: cannot read image ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as e:
+        # ImportError: once Ultralytics is imported, PIL's open falls back to pi_heif (HEIC) for a
+        # file it cannot identify, and fails to import it where that package is not installed
+        raise SmallboxError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     if orientation not in SWAPPING_ORIENTATIONS:
         return size
     if fmt in ROTATE_BY_HEADER:

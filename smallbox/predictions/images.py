@@ -96,7 +96,7 @@ class ImageIndex:
     def note(self) -> str:
         """One line saying where the ids come from (and what was left out)."""
         text = {"json": f"image ids from {self.described_by}", "manifest": "image ids from the training dataset's manifest",
-                "folder": f"image ids 1..{len(self.images)} by file name (see {IMAGES_JSON})"}[self.source]
+                "folder": f"image ids by file name, 1..N over the folder (see {IMAGES_JSON})"}[self.source]
         if self.left_out:
             text += f"; {len(self.left_out)} file(s) of the folder not in the json left out, e.g. {self.left_out[0].name}"
         return text
@@ -124,13 +124,16 @@ def index_from_coco(dataset: CocoDataset) -> ImageIndex:
     return ImageIndex(list(dataset.images), files, dataset.category_ids, "json", dataset.path)
 
 
-def index_folder(folder, ids_json=None, files=None) -> ImageIndex:
+def index_folder(folder, ids_json=None, files=None, readable_only: bool = True) -> ImageIndex:
     """The images of ``folder`` and their ids by the module's rule.
 
     Args:
         folder: the image folder.
         ids_json: a COCO json naming the images (rule 1); default ``$SMALLBOX_IMAGE_IDS``.
         files: the files predicted, when not the folder's listing (e.g. a glob source).
+        readable_only: an image whose header cannot be read is an error (default); False: it
+            keeps its id, without a size (``yolo predict --skip-unreadable``: ids never depend on
+            which files could be read).
     """
     folder = Path(folder)
     ids_json = ids_json or ids_json_from_env()
@@ -147,7 +150,7 @@ def index_folder(folder, ids_json=None, files=None) -> ImageIndex:
     else:
         entries = [(i, n, f) for i, (n, f) in enumerate(sorted(zip(names, files)), start=1)]
         source = "folder"
-    images = [_image_entry(i, n, f) for i, n, f in entries]
+    images = [_image_entry(i, n, f, readable_only) for i, n, f in entries]
     return ImageIndex(images, {i: Path(os.path.abspath(f)) for i, _, f in entries}, None, source)
 
 
@@ -163,8 +166,13 @@ def _converted_split_ids(folder: Path) -> dict[str, int] | None:
     return splits.get(folder.name) if isinstance(splits, dict) else None
 
 
-def _image_entry(image_id: int, file_name: str, path: Path) -> dict:
-    width, height = image_size(path)
+def _image_entry(image_id: int, file_name: str, path: Path, readable_only: bool = True) -> dict:
+    try:
+        width, height = image_size(path)
+    except SmallboxError:
+        if readable_only:
+            raise
+        return {"id": image_id, "file_name": file_name, "width": 0, "height": 0, "unreadable": True}
     return {"id": image_id, "file_name": file_name, "width": width, "height": height}
 
 
@@ -198,9 +206,20 @@ def default_category_ids(nc: int, known=None) -> list[int]:
     return list(range(1, nc + 1))
 
 
-def write_images_json(out_dir, index: ImageIndex, categories: list[dict]) -> Path:
-    """``images.json`` beside a folder's predictions (rule 3)."""
-    return write_json_atomic(index.to_coco(categories), Path(out_dir) / IMAGES_JSON)
+def write_images_json(out_dir, index: ImageIndex, categories: list[dict], predictions=None) -> Path:
+    """The COCO json of a folder's images and ids (rule 3), beside its predictions:
+    ``images.json`` in a run folder, else named after the predictions file (``preds.json`` ->
+    ``preds.images.json``), so two outputs in one folder each keep their own."""
+    return write_json_atomic(index.to_coco(categories), images_json_path(out_dir, predictions))
+
+
+def images_json_path(out_dir, predictions=None) -> Path:
+    """Where :func:`write_images_json` writes: ``OUT_DIR/images.json``, or beside ``predictions``
+    under its name (``preds.json.gz`` -> ``preds.images.json``)."""
+    if predictions is None:
+        return Path(out_dir) / IMAGES_JSON
+    predictions = Path(predictions)
+    return predictions.with_name(predictions.name.split(".")[0] + "." + IMAGES_JSON)
 
 
 def linked_image_folder(gt: CocoDataset, image_root, folder) -> Path:

@@ -12,6 +12,8 @@ from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import LOGGER, RANK
 
 from ...callbacks.export import export_predictions
+from ...datasets.imagefiles import list_images
+from ...errors import SmallboxError
 from ...datasets.manifest import manifest_of_data_file
 from ...predictions.speed import speed_line
 from ...predictions import default_category_ids, index_folder, to_coco_results, write_images_json
@@ -27,8 +29,9 @@ class SmallboxPredictor(DetectionPredictor):
 
     def stream_inference(self, source=None, model=None, *args, **kwargs):
         self._records, self._times = [], []
+        self._source = source if source is not None else self.args.source
         yield from super().stream_inference(source, model, *args, **kwargs)
-        if RANK in {-1, 0} and _is_file_source(source if source is not None else self.args.source):
+        if RANK in {-1, 0} and _is_file_source(self._source):
             self._export()
 
     def construct_results(self, preds, img, orig_imgs):
@@ -41,13 +44,32 @@ class SmallboxPredictor(DetectionPredictor):
 
     def _export(self):
         if not self._records:
+            if self._source is not None and Path(str(self._source)).is_dir():
+                from ...cli.yolo import unreadable_message
+
+                _remove_if_empty(self.save_dir)
+                files = list_images(Path(str(self._source)))
+                raise SmallboxError(unreadable_message(files, self._source) + ": none was predicted")
             return
         if getattr(self.dataset, "mode", "image") != "image":
             LOGGER.warning("smallbox: predictions.json is written for image sources only (not video or streams)")
             return
         manifest = manifest_of_data_file(self.args.data)
         paths = [r[0] for r in self._records]
-        index = index_folder(_source_folder(self.args.source, paths), files=paths)
+        folder_source = self._source is not None and Path(str(self._source)).is_dir()
+        # a folder's ids come from its whole listing, never from the files that happened to decode
+        index = index_folder(_source_folder(self._source, paths), files=None if folder_source else paths,
+                             readable_only=False)
+        skipped = _not_predicted(index, paths) if folder_source else []
+        if skipped:
+            from ...cli.yolo import SKIP_UNREADABLE_ENV, unreadable_message
+
+            if os.environ.get(SKIP_UNREADABLE_ENV) != "1":
+                _remove_if_empty(self.save_dir)
+                raise SmallboxError(unreadable_message(skipped, self._source))
+            LOGGER.warning(f"smallbox: skipped {len(skipped)} unreadable image(s) ({', '.join(p.name for p in skipped[:5])}); "
+                           "every other image keeps its id")
+            index.images = [im for im in index.images if im["id"] not in {index.id_of(p) for p in skipped}]
         known = manifest.category_ids if manifest else index.category_ids
         category_ids = default_category_ids(len(self.model.names), known)
         preds = []
@@ -68,6 +90,19 @@ class SmallboxPredictor(DetectionPredictor):
             seconds = self._times[-1][0] - self._times[0][0]
             n = sum(k for _, k in self._times[1:])
             LOGGER.info(speed_line(n, seconds))
+
+
+def _not_predicted(index, paths) -> list[Path]:
+    """The images of the index that produced no result (Ultralytics skips what it cannot decode)."""
+    done = {os.path.abspath(p) for p in paths}
+    return [Path(f) for f in index.files.values() if os.path.abspath(f) not in done]
+
+
+def _remove_if_empty(folder) -> None:
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass
 
 
 def _is_file_source(source) -> bool:
