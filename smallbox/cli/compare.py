@@ -10,7 +10,7 @@ from ..datasets.manifest import size_buckets
 from ..errors import SmallboxError
 from ..analysis.compare import write_comparison
 from ..predictions import load_predictions
-from .options import add_size_options, number, output_folder
+from .options import add_size_options, refuse_output_onto_inputs, number, output_folder
 
 
 def add_arguments(p):
@@ -26,7 +26,11 @@ def add_arguments(p):
     p.add_argument("--max-crops", type=number(int, 0), default=200, help="crops drawn per list (all are counted)")
 
 
+WRITTEN = ("summary.json", "index.html", "contact_sheet.png", "pr_by_size.png", "errors.png", "errors.json")
+
+
 def run(args) -> int:
+    refuse_output_onto_inputs([Path(args.out) / name for name in WRITTEN], [args.gt, args.a, args.b], "compare")
     if not Path(args.images).is_dir():
         raise SmallboxError(f"{args.images}: image folder does not exist")
     gt = load_coco(args.gt, image_root=args.images, check_files=False)

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from ..datasets import load_coco
+from ..datasets.coco import duplicate_file_names
 from ..datasets.convert import convert_to_yolo
 from ..datasets.split import parse_area_range
 from ..datasets.tiles import TileSpec
@@ -47,6 +48,9 @@ def add_arguments(p):
     p.add_argument("--max-dets", type=number(int, 1), default=None, metavar="N",
                    help="detections per image and class the dataset's evaluations count (default: the --areas preset's, "
                         "aitod 1500, else COCO's 100)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset at --out converted from other inputs or with other options (a rerun of the same "
+                        "conversion replaces it anyway)")
     p.add_argument("--clip", action="store_true",
                    help="clip boxes reaching outside their image, however far (default: an error; "
                         "`smallbox fix` clips those within 1 px and logs each)")
@@ -70,13 +74,19 @@ def run(args) -> int:
     train = load_coco(args.annotations, args.images, out_of_bounds)
     val = load_coco(args.val, args.val_images or args.images, out_of_bounds) if args.val else None
     for dataset in (train, val):
+        twice = duplicate_file_names(dataset.data) if dataset else {}
+        if twice:
+            name, ids = next(iter(twice.items()))
+            raise SmallboxError(f"{dataset.path}: {len(twice)} file_name(s) named by two or more image ids (e.g. {name!r}: "
+                                f"ids {', '.join(map(str, ids))}): converting would label one file twice, each copy with "
+                                "part of its boxes. Merge the entries (one id per file) first")
         for w in dataset.warnings if dataset else ():
             print(f"warning: {dataset.path}: {w}", file=sys.stderr)
     result = convert_to_yolo(
         train, args.out, val,
         val_fraction=DEFAULT_VAL_FRACTION if args.val_fraction is None else args.val_fraction,
         seed=args.seed, area_ranges=area_ranges, drop_empty=args.drop_empty,
-        buckets=args.areas or ["fit"], placement=args.placement, tiles=tiles, max_dets=_max_dets(args),
+        buckets=args.areas or ["fit"], placement=args.placement, tiles=tiles, max_dets=_max_dets(args), overwrite=args.overwrite,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

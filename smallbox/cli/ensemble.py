@@ -3,6 +3,8 @@ soft-NMS, NMW) with ensemble_boxes' results, optionally gated by box size per me
 
 from __future__ import annotations
 
+import sys
+
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from ..errors import SmallboxError
 from ..evaluate import evaluate
 from ..fusion.ensemble import CONF_TYPES, DEFAULT_IOU, METHODS, SOFT_METHODS, ensemble_predictions
 from ..fusion.members import check_categories, check_members, describe_gate, parse_gate, specialist_gates
+from ..predictions.files import prediction_notes
 from ..predictions import (index_folder, index_from_coco, read_prediction_file, write_competition_csv,
                            write_predictions)
 from .options import add_size_options, refuse_output_onto_inputs, max_dets_for, number, output_file
@@ -61,6 +64,13 @@ def run(args) -> int:
     image_set = index_from_coco(gt) if gt else index_folder(args.images)
     members = [read_prediction_file(path, image_set) for path in args.pred]
     others = [read_prediction_file(path, image_set) for path in args.eval_with or ()]
+    for path, preds in zip(args.pred, members):
+        outside = [p for p in preds if not 0 <= p["score"] <= 1]
+        if outside:  # fusion averages scores as probabilities: 4.21 and -0.60 would come out
+            raise SmallboxError(f"{path}: {len(outside):,} score(s) outside [0, 1] (e.g. {outside[0]['score']:g} on image "
+                                f"{outside[0]['image_id']}): fusion needs probabilities; rescale them first")
+        for note in prediction_notes(preds, path):
+            print(f"note: {note}", file=sys.stderr)
     check_members(members, args.pred)
     if gt is None:
         check_categories(members, args.pred)

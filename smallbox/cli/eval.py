@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..datasets import load_coco
 from ..datasets.manifest import size_buckets
 from ..evaluate import evaluate
 from ..fileio import write_json_atomic
+from ..predictions.files import load_predictions, prediction_notes
 from ..evaluate.cocoeval import cut_message
 from ..evaluate.table import format_metrics
 from .options import add_size_options, max_dets_for
@@ -24,7 +27,10 @@ def add_arguments(p):
 def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
     buckets, source = size_buckets(args.areas, args.gt, gt.areas())
-    result = evaluate(gt, args.pred, buckets, backend=args.backend, per_class=args.per_class, max_dets=max_dets_for(args))
+    preds = load_predictions(args.pred, [im["id"] for im in gt.images], gt.category_ids)
+    for note in prediction_notes(preds, args.pred) + gt.warnings:
+        print(f"note: {note}", file=sys.stderr)
+    result = evaluate(gt, preds, buckets, backend=args.backend, per_class=args.per_class, max_dets=max_dets_for(args))
     print(format_metrics(result, f"{args.pred} vs {args.gt} ({args.backend})"))
     if cut_message(result):
         print(cut_message(result))

@@ -4,9 +4,11 @@ ledger, one row per arm (docs/results.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..analysis.significance import DF_RULES
 from ..errors import SmallboxError
-from .options import number, output_file
+from .options import number, output_file, refuse_output_onto_inputs
 
 
 def add_arguments(p):
@@ -41,6 +43,9 @@ def add_arguments(p):
 def run(args) -> int:
     if args.ledger and args.runs:
         raise SmallboxError("give run folders or --ledger DIR, not both")
+    inputs = [p for root in [*(args.runs or []), *([args.ledger] if args.ledger else [])] if Path(root).is_dir()
+              for p in Path(root).rglob("*") if p.is_file()]
+    refuse_output_onto_inputs([args.out, args.csv], inputs + [args.report_split, args.gt], "report")
     if args.ledger:
         from ..analysis.ledger_report import build_ledger_report
 

@@ -5,6 +5,7 @@ than A, counting the test images and the training runs as sources of noise; with
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..analysis.planning import format_plan, plan_from_result
 from ..analysis.significance import DF_RULES, compare_runs, format_result
@@ -84,6 +85,11 @@ def run(args) -> int:
     if args.plan and max(len(a_files), len(b_files)) < 2:
         raise SmallboxError("--plan needs 2+ runs on at least one side: one run per side says nothing of the seed spread")
     gt = load_coco(gt_path, check_files=False)
+    from ..predictions.files import load_predictions, prediction_notes
+
+    for path in [*a_files, *b_files]:
+        for note in prediction_notes(load_predictions(path, [im["id"] for im in gt.images], gt.category_ids), path):
+            print(f"note: {note}", file=sys.stderr)
     buckets, source = size_buckets(args.areas, gt_path, gt.areas())
     if source:
         print(f"size buckets {buckets.describe()}: {source}")

@@ -149,13 +149,14 @@ def inspect_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) ->
     """
     path, data, root, checker = _checked(path, image_root, tolerance)
     usable = repaired(data, checker.problems, checker.rejected)
-    return CocoDataset(path, usable, root, collect_warnings(usable), problems=checker.problems, set_aside=checker.set_aside)
+    problems = checker.problems + file_name_problems(data)
+    return CocoDataset(path, usable, root, collect_warnings(usable), problems=problems, set_aside=checker.set_aside)
 
 
 def check_coco(path, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -> tuple[dict, list[Problem]]:
     """The json as read and every problem of it: what ``smallbox fix`` repairs from."""
     _, data, _, checker = _checked(path, image_root, tolerance)
-    return data, checker.problems
+    return data, checker.problems + file_name_problems(data)
 
 
 def _checked(path, image_root, tolerance: float, check_files: bool = True) -> tuple[Path, dict, Path | None, "_Checker"]:
@@ -199,9 +200,37 @@ def repaired(data: dict, problems: list[Problem], rejected: dict[str, set]) -> d
     return out
 
 
+def duplicate_file_names(data: dict) -> dict[str, list]:
+    """``{file_name: [image ids]}`` of every file named by two or more image entries."""
+    ids: dict = {}
+    for im in data["images"]:
+        if isinstance(im, dict) and isinstance(im.get("file_name"), str):
+            ids.setdefault(os.path.normpath(im["file_name"]), []).append(im.get("id"))
+    return {name: found for name, found in ids.items() if len(found) > 1}
+
+
+def file_name_problems(data: dict) -> list[Problem]:
+    """One by-hand problem per image entry that names a file an earlier entry names."""
+    position = {id(im): i for i, im in enumerate(data["images"])}
+    out = []
+    for name, found in duplicate_file_names(data).items():
+        for im in data["images"]:
+            if isinstance(im, dict) and im.get("id") in found[1:] and os.path.normpath(str(im.get("file_name"))) == name:
+                out.append(Problem("duplicate_file_name", f"image {im['id']} names {name!r}, as image {found[0]} does: "
+                                   "one file, two ids (its boxes would be split between them)", "images", position[id(im)],
+                                   im["id"]))
+    return out
+
+
 def collect_warnings(data: dict) -> list[str]:
-    """What is allowed but worth saying: images without boxes, unused categories, crowd boxes."""
+    """What is allowed but worth saying: images without boxes, unused categories, crowd boxes,
+    a file named by two image ids."""
     warnings = []
+    twice = duplicate_file_names(data)
+    if twice:
+        name, ids = next(iter(twice.items()))
+        warnings.append(f"{len(twice)} file_name(s) named by two or more image ids (e.g. {name!r}: ids "
+                        f"{', '.join(map(str, ids))}): one file, several ids; smallbox convert refuses this")
     with_boxes = {a["image_id"] for a in data["annotations"]}
     empty = [im["id"] for im in data["images"] if im["id"] not in with_boxes]
     if empty:
@@ -416,6 +445,20 @@ class _Checker:
             if not _is_sound_annotation(a, seen, images, categories):
                 self.check_annotation(i, a, images, categories, seen, renumber)
         self.renumber(renumber, seen)
+        self.check_repeated_boxes(annotations)
+
+    def check_repeated_boxes(self, annotations: list):
+        """An annotation that repeats an earlier one exactly (image, class, box, crowd flag)."""
+        first: dict = {}
+        for i, a in enumerate(annotations):
+            if i in self.left_out["annotations"] or not isinstance(a, dict) or not _is_box(a.get("bbox")):
+                continue
+            key = (a.get("image_id"), a.get("category_id"), tuple(a["bbox"]), bool(a.get("iscrowd", 0)))
+            if key in first:
+                self.add("duplicate_box", f"{_where(i, a)} repeats annotation {first[key]} exactly (image, class and box)",
+                         "annotations", i, a.get("id"))
+            else:
+                first[key] = a.get("id")
 
     def check_annotation(self, i: int, a, images: dict, categories: set, seen: dict, renumber: list):
         """Every check of one annotation, each problem recorded; ``seen`` gets its id if unused."""

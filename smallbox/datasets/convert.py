@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import os
 import shutil
 from collections import Counter
@@ -78,6 +79,7 @@ def convert_to_yolo(
     progress: bool = True,
     tiles: TileSpec | None = None,
     max_dets: int | None = None,
+    overwrite: bool = False,
 ) -> ConvertResult:
     """Write ``train`` (and ``val``, or a seeded split of ``train``) as a YOLO dataset into ``out``.
 
@@ -99,7 +101,11 @@ def convert_to_yolo(
     if placement not in PLACEMENTS:
         raise SmallboxError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     out = Path(out).absolute()
-    _check_replaceable(out)
+    signature = _signature(train, val, val_fraction, seed, area_ranges, drop_empty, buckets, tiles, max_dets)
+    _check_replaceable(out, signature, overwrite)
+    for source in (train.path, val.path if val else None, train.image_root, val.image_root if val else None):
+        if source is not None and (Path(source).absolute() == out or out in Path(source).absolute().parents):
+            raise SmallboxError(f"--out {out}: {source} is inside it; converting would replace its own input")
     splits, warnings = _main_splits(train, val, val_fraction, seed)
     if len({r.name for r in area_ranges}) != len(area_ranges):
         raise SmallboxError("--split names must be unique")
@@ -131,7 +137,7 @@ def convert_to_yolo(
                     _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
             rows = write_other_labels()
         _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges,
-                     bucket_sets, tiles, origins, max_dets)
+                     bucket_sets, tiles, origins, max_dets, signature)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
     return ConvertResult(out, counts, bucket_sets, placer.placed, warnings)
@@ -365,10 +371,11 @@ def _write_json(obj, path: Path):
 
 
 def _write_yamls(tmp: Path, out: Path, train: CocoDataset, file_names: dict, splits: list[Split], area_ranges, bucket_sets,
-                 tiles: TileSpec | None = None, origins: dict | None = None, max_dets: int | None = None):
+                 tiles: TileSpec | None = None, origins: dict | None = None, max_dets: int | None = None,
+                 signature: dict | None = None):
     classes = [{"index": i, "category_id": c, "name": train.category_names[c]} for i, c in enumerate(train.category_ids)]
-    (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names, {TILES_SPLIT: origins} if origins else None),
-                                     encoding="utf-8")
+    (tmp / MANIFEST_FILE).write_text(write_manifest_text(classes, file_names, {TILES_SPLIT: origins} if origins else None,
+                                                         signature), encoding="utf-8")
     # every yaml lists the ground truth of every split: consumers look it up by split name
     # (YoloManifest.split_of_folder(data["val"]) -> "val-NAME")
     long_sides = sorted(max(im["width"], im["height"]) for im in splits[0].data["images"])
@@ -398,10 +405,57 @@ def _is_converted_dataset(folder: Path) -> bool:
     return SECTION in data and (folder / MANIFEST_FILE).is_file()
 
 
-def _check_replaceable(out: Path):
-    """Replace only an empty folder or an earlier conversion, never a user's other files."""
+def _check_replaceable(out: Path, signature: dict | None = None, overwrite: bool = False):
+    """Replace only an empty folder or an earlier conversion of the same inputs with the same
+    options (a rerun), never a user's other files; another conversion only with ``overwrite``."""
     if not os.path.lexists(out):
         return
-    if out.is_dir() and not out.is_symlink() and (not any(out.iterdir()) or _is_converted_dataset(out)):
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
         return
-    raise SmallboxError(f"{out}: exists and is not a dataset written by `smallbox convert`; refusing to replace it (remove it or choose another --out)")
+    if not (out.is_dir() and not out.is_symlink() and _is_converted_dataset(out)):
+        raise SmallboxError(f"{out}: exists and is not a dataset written by `smallbox convert`; refusing to replace it "
+                            "(remove it or choose another --out)")
+    if overwrite or signature is None:
+        return
+    before = _recorded_signature(out)
+    if before != signature:
+        what = _first_difference(before, signature)
+        raise SmallboxError(f"{out}: holds a dataset converted {what}; replacing it would change every run and prediction "
+                            "file made from it. Choose another --out, or add --overwrite to replace it")
+
+
+def _signature(train, val, val_fraction, seed, area_ranges, drop_empty, buckets, tiles, max_dets) -> dict:
+    """What makes a conversion the same dataset: its inputs (path and content hash) and options."""
+    import hashlib
+
+    def record(dataset):
+        if dataset is None:
+            return None
+        return {"json": str(Path(dataset.path).absolute()), "sha1": hashlib.sha1(Path(dataset.path).read_bytes()).hexdigest(),
+                "images": str(Path(dataset.image_root).absolute()) if dataset.image_root else None}
+
+    return {"train": record(train), "val": record(val),
+            "options": {"val_fraction": None if val is not None else val_fraction, "seed": None if val is not None else seed,
+                        "splits": [r.to_dict() for r in area_ranges], "drop_empty": drop_empty,
+                        "areas": [buckets] if isinstance(buckets, str) else list(buckets),
+                        "tiles": tiles.to_dict() if tiles else None, "max_dets": max_dets}}
+
+
+def _recorded_signature(out: Path) -> dict | None:
+    try:
+        return json.loads((out / MANIFEST_FILE).read_text(encoding="utf-8")).get("conversion")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _first_difference(before: dict | None, now: dict) -> str:
+    if before is None:
+        return "by an older smallbox (its inputs and options are not recorded)"
+    for key in ("train", "val"):
+        if (before.get(key) or {}).get("json") != (now.get(key) or {}).get("json"):
+            return f"from another {key} json ({(before.get(key) or {}).get('json')})"
+        if (before.get(key) or {}).get("sha1") != (now.get(key) or {}).get("sha1"):
+            return f"from another version of the {key} json (changed since)"
+    changed = [k for k in now["options"] if before.get("options", {}).get(k) != now["options"][k]]
+    return "with other options: " + ", ".join(f"{k} {before.get('options', {}).get(k)!r} (now {now['options'][k]!r})"
+                                               for k in changed) if changed else "differently"

@@ -174,10 +174,13 @@ class YoloManifest:
         return name if name in self.splits else None
 
 
-def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]], tiles: dict | None = None) -> dict:
+def manifest_dict(classes: list[dict], splits: dict[str, dict[str, int]], tiles: dict | None = None,
+                  conversion: dict | None = None) -> dict:
     out = {"version": MANIFEST_VERSION, "classes": classes, "splits": splits}
     if tiles:
         out["tiles"] = tiles
+    if conversion:
+        out["conversion"] = conversion  # the inputs (path + SHA-1) and options: a rerun recognises its own dataset
     return out
 
 
@@ -251,5 +254,5 @@ def size_buckets(spec: str, gt_path, areas) -> tuple[SizeBuckets, str | None]:
     return SizeBuckets.parse(spec, areas), None
 
 
-def write_manifest_text(classes: list[dict], splits: dict, tiles: dict | None = None) -> str:
-    return json.dumps(manifest_dict(classes, splits, tiles), sort_keys=True, indent=1)
+def write_manifest_text(classes: list[dict], splits: dict, tiles: dict | None = None, conversion: dict | None = None) -> str:
+    return json.dumps(manifest_dict(classes, splits, tiles, conversion), sort_keys=True, indent=1)

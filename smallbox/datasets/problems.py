@@ -41,12 +41,16 @@ KINDS = {
     "zero_size_box": Kind("box of zero width or height", "dropped", drop=True),
     "missing_area": Kind("area missing or not a positive number", "area set to w*h"),
     "missing_iscrowd": Kind("iscrowd missing", "iscrowd set to 0"),
+    # an exact repeat can never be matched twice: it caps recall and lowers AP
+    "duplicate_box": Kind("the same box, class and image as an earlier annotation", "dropped", drop=True),
     "image_size_swapped": Kind("width/height swapped against the image file (EXIF orientation)", "width/height set from the image file"),
     # need a person
     "not_an_object": Kind("entry is not a json object"),
     "missing_keys": Kind("entry lacks required keys"),
     "bad_image_id": Kind("image id not an integer"),
     "duplicate_image_id": Kind("image id used before in the file"),
+    # which id the file belongs to is a person's call (convert would label the file twice)
+    "duplicate_file_name": Kind("file_name used by another image id"),
     "bad_image_size": Kind("image width/height not positive numbers"),
     "bad_file_name": Kind("file_name empty, absolute or escaping the image root"),
     "image_not_found": Kind("image file not found"),

@@ -272,7 +272,8 @@ def prepare_data(plan: Plan) -> Path:
             return folder
         d = plan.matrix.data
         val = d["select"] if plan.matrix.selects else d["train"]
-        cmd = ["convert", d["train"], "--images", d["images"], "--val", val, "--out", str(folder)]
+        # --overwrite: the stamp above decides whether the folder holds this matrix's data
+        cmd = ["convert", d["train"], "--images", d["images"], "--val", val, "--out", str(folder), "--overwrite"]
         for split in d.get("splits", []):
             cmd += ["--split", str(split)]
         if d.get("tiles"):

@@ -162,3 +162,26 @@ def _problems(p, image_ids: set | None, category_ids: set | None) -> list[tuple[
     elif b[2] < 0 or b[3] < 0:
         out.append(("size", f"bbox {list(b)} has a negative width or height"))
     return out
+
+
+def prediction_notes(preds: list[dict], name: str) -> list[str]:
+    """What in a valid predictions file would change a number without an error: rows repeated
+    exactly (each repeat is one more false positive, AP drops) and scores outside [0, 1]
+    (fusion averages them into nonsense). One line each, with counts and the first image ids."""
+    notes = []
+    seen, repeated = set(), []
+    for p in preds:
+        key = (p["image_id"], p["category_id"], tuple(p["bbox"]), p["score"])
+        if key in seen:
+            repeated.append(p["image_id"])
+        seen.add(key)
+    if repeated:
+        first = ", ".join(map(str, list(dict.fromkeys(repeated))[:5]))
+        notes.append(f"{name}: {len(repeated):,} prediction row(s) repeat an earlier row exactly (images {first}"
+                     f"{', ...' if len(set(repeated)) > 5 else ''}): each repeat counts as one more false positive")
+    outside = [p["image_id"] for p in preds if not 0 <= p["score"] <= 1]
+    if outside:
+        scores = [p["score"] for p in preds if not 0 <= p["score"] <= 1]
+        notes.append(f"{name}: {len(outside):,} score(s) outside [0, 1] (from {min(scores):g} to {max(scores):g}; images "
+                     f"{', '.join(map(str, list(dict.fromkeys(outside))[:5]))}): not a probability")
+    return notes
