@@ -234,3 +234,23 @@ def test_arms_as_a_list_and_bad_options_are_refused(matrix, capsys):
         assert stop.value.code == 2
         assert message in capsys.readouterr().err, extra
     assert not (matrix / "work").exists()
+
+
+def test_an_inference_only_arm_predicts_with_an_exported_model(matrix):
+    """`train: false` with `model: X.onnx`: the runner predicts the report split with the export
+    through Ultralytics' AutoBackend; the entry keeps the original category ids it carries."""
+    from ultralytics import YOLO
+
+    from smallbox.adapters.yolo.register import register
+
+    weights = matrix / "bundled.pt"
+    weights.write_bytes((ROOT / "data" / "models" / "yolov8n-deeppcb-320.pt").read_bytes())
+    register()
+    onnx = YOLO(str(weights)).export(format="onnx", imgsz=320, dynamic=True, simplify=False, device="cpu")
+    (matrix / "tiny.yaml").write_text(MATRIX.replace("  p96:", f"  exported: {{train: false, model: {onnx}}}\n  p96:"))
+    assert run(matrix, "--only", "exported") == 0
+    e = entry(matrix, "exported", 0)
+    assert e["settings"]["inference"]["imgsz"] == 320 and e["checkpoint"]["selected_by"] == "given (model:)"
+    with gzip.open(matrix / "ledger" / "tiny" / "exported" / "seed0" / "predictions.json.gz", "rt") as f:
+        preds = json.load(f)
+    assert preds and {p["category_id"] for p in preds} <= {1, 2, 3, 4, 5, 6} and e["metrics"]["AP"] > 0.1

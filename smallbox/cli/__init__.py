@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     name, rest = argv[0], argv[1:]
     # Before any command imports Ultralytics, timm or albumentations: nothing may reach the network.
     apply_offline_defaults()
+    quiet_progress_when_logged()
     try:
         module = _command_module(name)
         if name in RAW_ARGV:
@@ -92,6 +93,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_progress_when_logged() -> None:
+    """Into a log (not a terminal) a progress bar prints a line per update: thousands of lines.
+    There, tqdm redraws at most every 30 s (its TQDM_MININTERVAL default; a user's own wins)."""
+    import os
+
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 
 def describe_os_error(e: OSError) -> str:

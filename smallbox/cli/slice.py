@@ -11,9 +11,10 @@ from ..errors import SmallboxError
 from ..offline import apply_offline_defaults
 from ..predictions import (IMAGES_JSON, default_category_ids, index_folder, to_coco_results, write_images_json,
                            write_predictions)
+from ..fusion.sliced import DEFAULT_BATCH
 from .options import add_size_options, refuse_output_onto_inputs, check_device, checkpoint_kind, max_dets_for, number, output_file
 
-MODEL_SUFFIXES = (".pt", ".yaml", ".yml")
+MODEL_SUFFIXES = (".pt", ".yaml", ".yml", ".onnx", ".torchscript")
 
 
 def add_arguments(p):
@@ -46,6 +47,9 @@ def add_arguments(p):
                    help="YOLO: tiles are shown at most this many times larger than the model saw objects in training "
                         "(the training scale its checkpoint records: imgsz over the training images' size; a checkpoint "
                         "without it: this image at the training imgsz); the whole image itself runs at the training imgsz")
+    p.add_argument("--batch", type=number(int, 1), default=DEFAULT_BATCH,
+                   help="tiles of an image per forward pass (the boxes do not depend on it; a static export's own batch "
+                        "caps it)")
     p.add_argument("--device", default=None, help="cpu, 0, cuda:0 ... (default: Ultralytics' / torch's choice)")
     p.add_argument("--eval", action="store_true", help="with --gt: print AP by size of the result")
     add_size_options(p)  # the --eval table's size ranges and detection limit
@@ -67,7 +71,10 @@ def run(args) -> int:
     predict_fn = load_predict_fn(args.model, args.conf, args.imgsz or args.tile or DEFAULT_TILE, args.device, args.iou)
     category_ids = default_category_ids(len(predict_fn.names), index.category_ids or predict_fn.category_ids)
     options = SliceOptions(args.tile, args.overlap, args.full, args.merge, args.match_metric, args.match_thr,
-                           args.imgsz, args.upscale)
+                           args.imgsz, args.upscale, args.batch)
+    if predict_fn.fixed_size:
+        print(f"note: {args.model} is an export of one input size: tiles and the whole image run at "
+              f"{predict_fn.fixed_size} px (export with dynamic=True to let tiles run at their own size)")
     if args.imgsz is None and predict_fn.trained_imgsz and not predict_fn.train_scale:
         print(f"note: {args.model} does not record the size of its training images: tiles are scaled as if they had "
               "each sliced image's size (give --imgsz to choose the tiles' input size)")
@@ -94,8 +101,13 @@ def run(args) -> int:
 def _check_model(model: str) -> None:
     """YOLO weights, a model YAML or a tv checkpoint; a missing .pt is not downloaded."""
     path = Path(model)
+    if path.is_dir() and path.name.endswith("_model"):  # an export folder (OpenVINO, ...): AutoBackend reads it
+        return
     if path.suffix == ".pt" or path.is_dir():
         if checkpoint_kind(path) == "other":
             raise SmallboxError(f"{model}: neither a YOLO nor a `smallbox tv` checkpoint")
     elif path.suffix not in MODEL_SUFFIXES:
-        raise SmallboxError(f"{model}: give YOLO weights (.pt), a model YAML or a `smallbox tv` checkpoint")
+        raise SmallboxError(f"{model}: give YOLO weights (.pt), an exported YOLO model (.onnx, .torchscript, an "
+                            "OpenVINO folder), a model YAML or a `smallbox tv` checkpoint")
+    elif path.suffix in (".onnx", ".torchscript") and not path.is_file():
+        raise SmallboxError(f"{model}: no such exported model file")

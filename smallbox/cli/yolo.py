@@ -90,6 +90,10 @@ def run_argv(argv: list[str]) -> int:
     except (SyntaxError, FileNotFoundError) as e:  # Ultralytics' messages: an unknown argument, a missing file
         print(f"smallbox yolo: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional package of some format or feature (auto-install is off)
+        print(f"smallbox yolo: error: {e.name or e} is needed here and is not installed (pip install {e.name or '...'})",
+              file=sys.stderr)
+        return 2
     finally:
         sys.argv[:] = saved
     return 0
@@ -186,6 +190,8 @@ def check_arguments(args: dict, mode: str | None) -> None:
             check_output(args["project"], "project", folder=True)
     if mode == "predict":
         _check_source(args.get("source"))
+    if mode == "export":
+        _check_export_packages(str(args.get("format") or "torchscript").lower())
     if mode in ("train", "val") and args.get("data"):
         _check_split(str(args["data"]), args.get("split") or "val", mode)
         _check_fitness(str(args["data"]))
@@ -332,6 +338,22 @@ def _check_source(source) -> None:
             raise SmallboxError(unreadable_message(unreadable, source))
         if len(unreadable) == len(images):
             raise SmallboxError(f"source={source}: none of its {len(images)} image(s) can be read")
+
+
+# The packages an export format needs that smallbox's own dependencies do not bring; Ultralytics'
+# auto-install is off (offline), so a missing one would end in its traceback.
+EXPORT_PACKAGES = {"onnx": ("onnx",), "openvino": ("openvino",), "engine": ("tensorrt",), "coreml": ("coremltools",),
+                   "tflite": ("tensorflow",), "saved_model": ("tensorflow",), "pb": ("tensorflow",),
+                   "paddle": ("paddle",), "ncnn": ("ncnn",), "mnn": ("MNN",)}
+
+
+def _check_export_packages(fmt: str) -> None:
+    import importlib.util
+
+    missing = [m for m in EXPORT_PACKAGES.get(fmt, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        how = "pip install 'smallbox[export]'" if fmt == "onnx" else f"pip install {' '.join(missing)}"
+        raise SmallboxError(f"format={fmt} needs the {', '.join(missing)} package, which is not installed: {how}")
 
 
 def unreadable_images(files) -> list[Path]:

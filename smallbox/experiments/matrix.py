@@ -307,9 +307,12 @@ def _arm(name: str, spec, defaults: dict, problems: Problems) -> Arm | None:
     if fuse and not spec.get("fuse_with"):
         problems.add(f"{key}.fuse", "needs fuse_with: (the arm to fuse with)")
     if not train:
-        if not spec.get("init_from"):
-            problems.add(key, "train: false needs init_from: (the arm whose checkpoints it predicts with)")
-        for k in ("model", "args", "pretrained", "split"):
+        if not spec.get("init_from") and not spec.get("model"):
+            problems.add(key, "train: false needs init_from: (the arm whose checkpoints it predicts with) or model: "
+                              "(a trained .pt or an export: .onnx, .torchscript, an OpenVINO folder)")
+        if spec.get("init_from") and spec.get("model"):
+            problems.add(key, "train: false takes init_from: or model:, not both")
+        for k in ("args", "pretrained", "split"):
             if k in spec:
                 problems.add(f"{key}.{k}", "an arm with train: false trains nothing: leave it out")
     elif not spec.get("model") and not spec.get("init_from"):
@@ -320,9 +323,18 @@ def _arm(name: str, spec, defaults: dict, problems: Problems) -> Arm | None:
     estimate = spec.get("estimate_minutes")
     if estimate is not None:
         _number(estimate, f"{key}.estimate_minutes", problems, low=0, low_open=True)
+    if not train and spec.get("model") and isinstance(spec.get("model"), str):
+        _check_predict_model(spec["model"], f"{key}.model", problems)
     return Arm(name, str(spec.get("model") or ""), {**defaults, **args} if train else {}, str(spec.get("about", "")),
                spec.get("pretrained"), spec.get("split"), spec.get("fuse_with"), spec.get("init_from"),
                float(estimate) if _is_number(estimate) else None, train, predict, fuse)
+
+
+def _check_predict_model(value: str, key: str, problems: Problems) -> None:
+    """A model an inference-only arm predicts with: a local .pt or export (nothing is downloaded)."""
+    path = Path(value)
+    if not (path.is_file() or (path.is_dir() and path.name.endswith("_model"))):
+        problems.add(key, f"{value}: no such model file (a trained .pt, or an export: .onnx, .torchscript, an OpenVINO folder)")
 
 
 def _predict(value, key: str, problems: Problems) -> dict:

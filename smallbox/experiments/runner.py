@@ -141,7 +141,16 @@ def train_run(plan: Plan, arm: Arm, seed: int, data: Path, run: Path, costs: Cos
 
 
 def parent_checkpoint(plan: Plan, arm: Arm, seed: int) -> tuple[Path, dict]:
-    """An inference-only arm's weights: the checkpoint its ``init_from`` arm chose, same seed."""
+    """An inference-only arm's weights: the checkpoint its ``init_from`` arm chose, same seed, or
+    the model file it names (a .pt, or an export: its imgsz from the metadata it carries)."""
+    if not arm.init_from and arm.model:
+        from ..adapters.yolo.metadata import read_metadata
+
+        meta = read_metadata(Path(arm.model))
+        settings = {"model": arm.model, "args": {}, "split": None, "init_from": None, "fuse_with": arm.fuse_with,
+                    "fuse": arm.fuse or None, "pretrained": f"the model file {Path(arm.model).name}, not trained here"}
+        return Path(arm.model), {"settings": settings, "imgsz": int(meta.get("imgsz") or 640),
+                                 "checkpoint": {"file": Path(arm.model).name, "selected_by": "given (model:)", "epoch": None}}
     parent = plan.ledger.get(arm.init_from, seed)
     if parent is None:
         raise SmallboxError(f"{arm.name} seed {seed}: needs {arm.init_from} seed {seed} in the ledger first")

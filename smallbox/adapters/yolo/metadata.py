@@ -52,8 +52,30 @@ def build_metadata(data: dict, imgsz: int) -> dict:
 
 
 def read_metadata(model) -> dict:
-    """The metadata of a loaded model (an Ultralytics ``YOLO``, a ``DetectionModel``, or a
-    checkpoint dict); ``{}`` for a checkpoint that carries none."""
+    """The metadata of a loaded model (an Ultralytics ``YOLO``, a ``DetectionModel``, a
+    checkpoint dict, Ultralytics' ``AutoBackend`` of an export) or of an exported model file
+    (``.onnx``, ``.torchscript``, an OpenVINO folder: from the metadata Ultralytics embeds, where
+    :func:`into_export` put it); ``{}`` for a model that carries none."""
+    import json
+    from pathlib import Path
+
+    if isinstance(model, (str, Path)) or isinstance(getattr(model, "model", None), (str, Path)):
+        path = Path(model if isinstance(model, (str, Path)) else model.model)
+        if path.suffix == ".pt":
+            from ultralytics.nn.tasks import load_checkpoint
+
+            return read_metadata(load_checkpoint(path)[0])
+        from ultralytics.nn.backends.base import BaseBackend
+
+        value = (BaseBackend.read_metadata(path) or {}).get(KEY)
+        return json.loads(value) if isinstance(value, str) else dict(value or {})
+    exported = getattr(model, "metadata", None)
+    if isinstance(exported, dict) and KEY in exported:  # an AutoBackend of an export
+        value = exported[KEY]
+        return json.loads(value) if isinstance(value, str) else dict(value)
+    backend = getattr(model, "model", None)
+    if backend is not None and backend.__class__.__name__ == "AutoBackend":
+        return read_metadata(backend)
     inner = model
     if isinstance(inner, dict):  # a checkpoint dict
         inner = inner.get("ema") or inner.get("model")
@@ -62,3 +84,17 @@ def read_metadata(model) -> dict:
     yaml = getattr(inner, "yaml", None)
     meta = yaml.get(KEY) if isinstance(yaml, dict) else None
     return dict(meta) if isinstance(meta, dict) else {}
+
+
+def into_export(exporter) -> None:
+    """Ultralytics' ``on_export_start`` callback: smallbox's metadata joins the export's own
+    (a JSON string under ``smallbox``), so an exported model keeps its original category ids, size
+    ranges and training scale. A model whose export cannot be right stops here, with the reason."""
+    import json
+
+    from .export_checks import refuse_wrong_export
+
+    refuse_wrong_export(exporter)
+    meta = read_metadata(exporter.model)
+    if meta:
+        exporter.metadata[KEY] = json.dumps(meta, sort_keys=True)

@@ -71,6 +71,11 @@ class SmallboxPredictor(DetectionPredictor):
                            "every other image keeps its id")
             index.images = [im for im in index.images if im["id"] not in {index.id_of(p) for p in skipped}]
         known = manifest.category_ids if manifest else index.category_ids
+        if known is None:  # an export or a moved checkpoint: the category ids it carries
+            from .metadata import read_metadata
+
+            classes = read_metadata(self.model).get("classes") or []
+            known = [c["category_id"] for c in classes] if len(classes) == len(self.model.names) else None
         category_ids = default_category_ids(len(self.model.names), known)
         preds = []
         for path, xyxy, conf, cls in self._records:

@@ -31,10 +31,20 @@ def register() -> None:
     from .model import SmallboxDetectionModel
     from .predictor import SmallboxPredictor
     from .trainer import SmallboxTrainer
+    from .metadata import into_export
     from .validator import SmallboxValidator
 
     register_layers()
+    _add_default_callback("on_export_start", into_export)
     detect.DetectionTrainer = SmallboxTrainer
     detect.DetectionValidator = SmallboxValidator
     detect.DetectionPredictor = SmallboxPredictor
     yolo_model.DetectionModel = SmallboxDetectionModel
+
+
+def _add_default_callback(event: str, fn) -> None:
+    """Every Ultralytics model made afterwards copies the default callbacks: add ``fn`` once."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    if fn not in default_callbacks[event]:
+        default_callbacks[event].append(fn)
