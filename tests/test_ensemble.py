@@ -481,3 +481,13 @@ def test_bad_class_sets_without_ground_truth(tmp_path, capsys, members, images, 
     assert main(["ensemble", str(tmp_path / "bad0.json"), str(tmp_path / "ok1.json"), "--images",
                  str(deeppcb_images), "--out", str(out)]) == 0
     assert {p["image_id"] for p in json.loads(out.read_text())} <= {folder_id[i] for i in keep}
+
+
+@pytest.mark.parametrize("method", ["wbf", "nmw"])  # ensemble-boxes' functions with a skip_box_thr
+def test_scores_exactly_at_the_skip_threshold_are_kept_as_ensemble_boxes_keeps_them(members, images, method):
+    """smallbox writes scores to 5 decimals, so a file predicted at conf 0.001 holds boxes at
+    exactly 0.00100: fused with skip 0.001, ensemble-boxes keeps them (it drops score < thr)."""
+    some, few = _few(members, images, 30)
+    at = [[{**p, "score": 0.001} if k % 3 == 0 else p for k, p in enumerate(m)] for m in some]
+    assert sum(p["score"] == 0.001 for m in at for p in m) > 50
+    check(at, few, method, dict(skip_box_thr=0.001), dict(skip_box_thr=0.001))

@@ -56,3 +56,20 @@ def test_csv_errors_name_line_and_image(tmp_path):
     path.write_text("PredictionString,image_id\n0 0.9 1 2 3 4,zzz.png\n")
     with pytest.raises(SmallboxError, match="unknown image 'zzz.png'"):
         read_competition_csv(path, {"a.png": 1}, [1])
+
+
+def test_csv_rows_list_boxes_by_descending_score(tmp_path, deeppcb_val, deeppcb_predictions):
+    """The competition CSV's documented order: each row's boxes from the highest score down (the
+    bundled predictions hold ties; the order is checked, not only the set)."""
+    gt = json.loads(deeppcb_val.read_text())
+    preds = load_predictions(deeppcb_predictions[1])
+    names = {im["id"]: im["file_name"] for im in gt["images"]}
+    path = write_competition_csv(preds, tmp_path / "sub.csv", names, sorted(c["id"] for c in gt["categories"]))
+    rows = list(csv.DictReader(path.open()))
+    checked = 0
+    for row in rows:
+        values = [float(v) for v in row["PredictionString"].split()]
+        scores = values[1::6]
+        assert scores == sorted(scores, reverse=True), row["image_id"]
+        checked += len(set(scores)) > 1
+    assert checked > 100

@@ -20,7 +20,11 @@ torch.set_num_threads(1)  # small models: threads only contend on a shared CPU
 
 
 @pytest.mark.parametrize("width,height,tile,overlap", [(640, 640, 320, 0.0), (640, 640, 320, 0.2), (1000, 700, 256, 0.25),
-                                                       (300, 200, 512, 0.2), (641, 333, 160, 0.5)])
+                                                       (300, 200, 512, 0.2), (641, 333, 160, 0.5),
+                                                       # overlap x tile with a fraction above .5 and below: 76.8, 51.2,
+                                                       # 97.65, 38.4, on non-square, odd-sized images
+                                                       (1280, 721, 512, 0.15), (999, 1001, 256, 0.2), (777, 555, 315, 0.31),
+                                                       (1023, 513, 256, 0.15), (640, 480, 192, 0.33)])
 def test_windows_are_sahis(width, height, tile, overlap):
     from sahi.slicing import get_slice_bboxes
 
@@ -203,6 +207,7 @@ def test_tv_checkpoint_tiled_into_4_finds_the_boxes_of_each_tile(tmp_path, deepp
     assert want and sorted(got) == sorted(want)
 
 
+BCCD = Path(__file__).resolve().parents[1] / "data" / "bccd"
 BUNDLED = Path(__file__).resolve().parents[1] / "data" / "models" / "yolov8n-deeppcb-320.pt"
 
 
@@ -292,3 +297,35 @@ def test_on_real_images_no_fragment_survives_the_edge_merge(deeppcb_images):
                 if others.any() and (ios_xyxy(boxes[i][None], boxes[others]) >= 0.5).any():
                     survivors[merge] += 1
     assert survivors["nms"] > 0 and survivors["edge"] == 0, survivors
+
+
+def test_colour_tiles_reach_a_torchvision_model_as_rgb(tmp_path):
+    """A BCCD colour photo through a tv predict_fn (BGR as OpenCV reads it) against the model run
+    on the image as PIL loads it (RGB), without smallbox's conversion: the same boxes. On DeepPCB
+    (grey) dropping the BGR -> RGB flip would change nothing."""
+    import copy
+
+    import torch
+    from PIL import Image
+
+    from smallbox.adapters.tv.models import build_model
+    from smallbox.adapters.tv.recipe import DEFAULTS
+
+    torch.manual_seed(0)
+    settings = copy.deepcopy(DEFAULTS["model"])
+    settings.update(backbone="resnet18", min_size=128, max_size=128, fpn_channels=32, rpn_pre_nms_top_n_test=100,
+                    rpn_post_nms_top_n_test=50, score_thresh=0.0)
+    model = build_model(settings, 3, read_weights=False).eval()
+    torch.save({"recipe": {"model": settings}, "model": model.state_dict(),
+                "classes": [{"category_id": i + 1, "name": str(i)} for i in range(3)]}, tmp_path / "tv.pt")
+    fn = load_predict_fn(tmp_path / "tv.pt", conf=0.0, device="cpu")
+    path = sorted((BCCD / "images").iterdir())[0]
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    assert np.abs(rgb[..., 0].astype(int) - rgb[..., 2]).mean() > 5  # really colour: red and blue differ
+    with torch.inference_mode():
+        want = model([torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255])[0]
+    boxes, scores, _ = fn(cv2.imread(str(path), cv2.IMREAD_COLOR))
+    keep = want["labels"] > 0
+    assert len(scores) == int(keep.sum()) > 0
+    assert np.allclose(boxes, want["boxes"][keep].double().numpy(), atol=1e-3)
+    assert np.allclose(scores, want["scores"][keep].numpy(), atol=1e-5)
