@@ -30,8 +30,9 @@ def yolo_run_info(trainer) -> dict:
     validator = trainer.validator
     evaluator = getattr(validator, "coco_eval", None)
     save_dir = Path(trainer.save_dir)
-    return {"path": "yolo", "model": str(trainer.args.model), "backbone": backbone_name(trainer.model),
-            "backbone_weights": backbone_weights(trainer.model, trainer.args.model),
+    model = str(getattr(trainer, "run_model", trainer.args.model))  # a resumed run: the model it started from
+    return {"path": "yolo", "model": model, "backbone": backbone_name(trainer.model),
+            "backbone_weights": backbone_weights(trainer.model, model),
             "imgsz": int(trainer.args.imgsz), "epochs": int(trainer.epochs), "seed": int(trainer.args.seed),
             "data": str(trainer.args.data), "val": str(evaluator.gt.path) if evaluator else None,
             "buckets": [b.to_dict() for b in manifest.buckets] if manifest else [],

@@ -44,9 +44,19 @@ class SmallboxTrainer(DetectionTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.add_callback("on_train_start", geometry.log_input_geometry)
-        self.add_callback("on_train_end", export.on_train_end)
-        self.add_callback("on_train_end", plots.on_train_end)
+        # a DDP worker is handed its parent's callbacks, these among them: add each once
+        for event, callback in (("on_train_start", geometry.log_input_geometry), ("on_train_end", export.on_train_end),
+                                ("on_train_end", plots.on_train_end)):
+            if callback not in self.callbacks[event]:
+                self.add_callback(event, callback)
+        if self.run_args is not None and RANK in {-1, 0}:
+            YAML.save(self.save_dir / "args.yaml", self.run_args)  # over the checkpoint's settings Ultralytics wrote
+
+    @property
+    def run_model(self) -> str:
+        """The ``model=`` the run was started with (a resume trains from last.pt, but the run is
+        still the recipe it started as: ``report`` groups its seeds by it)."""
+        return str((self.run_args or {}).get("model") or self.args.model)
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         if cfg is not None:  # `size_weighting.thresholds: fit` -> the data's fitted numbers; NWD's C: auto -> px
@@ -70,6 +80,26 @@ class SmallboxTrainer(DetectionTrainer):
             os.environ[BIAS_WARMUP_GIVEN_ENV] = str(int(given))
         self.bias_warmup_given = os.environ.get(BIAS_WARMUP_GIVEN_ENV, str(int(given))) == "1"
         self.backbone_cfg = None if self.resume else self._cfg_with_pretrained_backbone()
+        self.run_args = self._started_args(overrides) if self.resume else None
+
+    def _started_args(self, overrides: dict) -> dict | None:
+        """The settings a resumed run was started with: its folder's args.yaml, plus the settings
+        Ultralytics lets a resume change (batch, device, workers ...) where the command gave them.
+        Ultralytics would record the checkpoint's instead: ``model`` as last.pt and ``optimizer=auto``
+        resolved (AdamW, its lr0), so the run would no longer look like its sibling seeds.
+        Training itself still follows Ultralytics (``optimizer=auto`` resolves the same way again)."""
+        started = Path(self.args.resume).resolve().parent.parent / "args.yaml"  # <run>/weights/last.pt
+        if not started.is_file():
+            LOGGER.warning(f"smallbox: resuming {self.args.resume} without its run's args.yaml ({started}): the run's "
+                           "record holds the checkpoint's settings")
+            return None
+        from ultralytics.utils.patches import torch_load
+
+        run_args = YAML.load(started)
+        saved = (torch_load(self.args.resume, map_location="cpu") or {}).get("train_args") or {}
+        changed = {k: getattr(self.args, k) for k in overrides  # what Ultralytics let the command change
+                   if k not in {"model", "resume", "mode", "data"} and getattr(self.args, k, None) != saved.get(k)}
+        return {**run_args, **changed, "resume": str(self.args.resume), "save_dir": run_args.get("save_dir", str(started.parent))}
 
     def _cfg_with_pretrained_backbone(self) -> dict | None:
         """The model YAML with the ``pretrained=`` file as its TimmBackbone's weights when that file
