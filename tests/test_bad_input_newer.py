@@ -184,3 +184,30 @@ def test_convert_into_a_dataset_of_other_inputs_needs_overwrite(tmp_path, capsys
     assert rc == 2 and "other options: splits" in err and (tmp_path / "ds" / "manifest.json").read_bytes() == before
     assert cli([*args, "--val", GT, "--split", "small:0:32^2", "--overwrite"], capsys)[0] == 0
     assert (tmp_path / "ds" / "data-small.yaml").is_file()
+
+
+def test_eval_of_whole_set_predictions_against_a_split_says_so_and_subset_scores_the_split(tmp_path, capsys):
+    """Predictions of all 200 val images against a json of every third one: one plain message
+    (not an "unknown image id" per image) naming --subset; with it, pycocotools' numbers on the
+    split's own predictions (filtered here independently)."""
+    from yolo_helpers import pycocotools_metrics
+
+    data = json.loads(GT.read_text())
+    images = data["images"][::3]
+    keep = {im["id"] for im in images}
+    split = {**data, "images": images, "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    rc, _, err = cli(["eval", tmp_path / "split.json", PREDS[0]], capsys)
+    outside = {p["image_id"] for p in preds_of(PREDS[0])} - keep
+    assert rc == 2 and f"on {len(outside)} image(s) the ground truth does not hold" in err and "--subset" in err
+    assert err.count("unknown image id") == 0
+    rc, _, err = cli(["eval", tmp_path / "split.json", PREDS[0], "--subset", "--json", tmp_path / "m.json"], capsys)
+    mine = [p for p in preds_of(PREDS[0]) if p["image_id"] in keep]
+    assert rc == 0 and f"left out {len(preds_of(PREDS[0])) - len(mine):,} predictions on {len(outside)} other" in err
+    got = json.loads((tmp_path / "m.json").read_text())
+    want = pycocotools_metrics(tmp_path / "split.json", mine)
+    assert [got["AP"], got["AP_small"]] == pytest.approx([want["coco/AP"], want["coco/AP_small"]], abs=1e-6)
+    wrong = {**split, "images": [{**im, "id": im["id"] + 100_000} for im in images], "annotations": []}
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    rc, _, err = cli(["eval", tmp_path / "wrong.json", PREDS[0], "--subset"], capsys)
+    assert rc == 2 and "0 of" in err and "wrong dataset or split" in err  # nothing on these images: not a subset

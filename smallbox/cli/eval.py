@@ -7,8 +7,8 @@ import sys
 from ..datasets import load_coco
 from ..datasets.manifest import size_buckets
 from ..evaluate import evaluate
-from ..fileio import write_json_atomic
-from ..predictions.files import load_predictions, prediction_notes
+from ..fileio import read_json, write_json_atomic
+from ..predictions.files import load_predictions, only_ground_truth_images, prediction_notes
 from ..evaluate.cocoeval import cut_message
 from ..evaluate.table import format_metrics
 from .options import add_size_options, max_dets_for
@@ -21,13 +21,25 @@ def add_arguments(p):
     p.add_argument("--per-class", action="store_true", help="also AP, AP50 and AP by size per class")
     p.add_argument("--backend", choices=("faster", "pycocotools"), default="faster",
                    help="faster-coco-eval (default) or pycocotools: the same numbers")
+    p.add_argument("--subset", action="store_true",
+                   help="score only the ground truth's images: predictions of a whole set against a split's json "
+                        "(those on other images are left out, said)")
     p.add_argument("--json", metavar="OUT", help="write the metrics to this json file")
 
 
 def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
     buckets, source = size_buckets(args.areas, args.gt, gt.areas())
-    preds = load_predictions(args.pred, [im["id"] for im in gt.images], gt.category_ids)
+    image_ids = [im["id"] for im in gt.images]
+    preds = read_json(args.pred)
+    if args.subset and isinstance(preds, list):
+        kept, left_out = only_ground_truth_images(preds, image_ids)
+        if preds and not kept:  # none on these images: the wrong dataset, said as such
+            load_predictions(preds, image_ids, gt.category_ids, name=args.pred)
+        preds = kept
+        print(f"--subset: scored the ground truth's {len(image_ids):,} images; left out {left_out['predictions']:,} "
+              f"predictions on {left_out['images']:,} other image(s)", file=sys.stderr)
+    preds = load_predictions(preds, image_ids, gt.category_ids, name=args.pred, subset_option="--subset")
     for note in prediction_notes(preds, args.pred) + gt.warnings:
         print(f"note: {note}", file=sys.stderr)
     result = evaluate(gt, preds, buckets, backend=args.backend, per_class=args.per_class, max_dets=max_dets_for(args))

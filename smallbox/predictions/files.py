@@ -17,13 +17,24 @@ MAX_LISTED = 10
 KEYS = ("image_id", "category_id", "bbox", "score")
 
 
-def load_predictions(source, image_ids=None, category_ids=None, name=None) -> list[dict]:
+def only_ground_truth_images(preds: list, image_ids) -> tuple[list, dict]:
+    """The predictions on the ground truth's images, and what was left out:
+    ``{"predictions": n, "images": k}`` (predictions of a whole set scored against a split's json)."""
+    image_ids = set(image_ids)
+    kept = [p for p in preds if not isinstance(p, dict) or p.get("image_id") in image_ids]
+    others = {p.get("image_id") for p in preds if isinstance(p, dict) and p.get("image_id") not in image_ids}
+    return kept, {"predictions": len(preds) - len(kept), "images": len(others)}
+
+
+def load_predictions(source, image_ids=None, category_ids=None, name=None, subset_option: str | None = None) -> list[dict]:
     """Read (from a path) and validate COCO results.
 
     Args:
         source: a ``.json``/``.json.gz`` path or an already loaded list.
         image_ids, category_ids: the ids the ground truth knows; a prediction naming any other is
             an error.
+        subset_option: the caller's option that keeps only the ground truth's images (named in
+            the message when predictions of a larger set meet a split's json).
     Returns:
         list[dict]: each with ``image_id``, ``category_id``, ``bbox`` (xywh_abs) and ``score``.
     """
@@ -35,7 +46,7 @@ def load_predictions(source, image_ids=None, category_ids=None, name=None) -> li
     category_ids = set(category_ids) if category_ids is not None else None
     if _all_valid(preds, image_ids, category_ids):
         return preds
-    _raise_problems(name, preds, image_ids, category_ids)
+    _raise_problems(name, preds, image_ids, category_ids, subset_option)
     return preds
 
 
@@ -86,12 +97,13 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _raise_problems(name: str, preds: list, image_ids: set | None, category_ids: set | None):
+def _raise_problems(name: str, preds: list, image_ids: set | None, category_ids: set | None,
+                    subset_option: str | None = None):
     """A message a user can act on: a wrong dataset or 0-based category ids are said as such,
     other problems are listed once per kind and image."""
     shaped = [p for p in preds if isinstance(p, dict) and all(k in p for k in KEYS)]
     if len(shaped) == len(preds) and len(preds) > 1:  # one prediction is just a bad prediction
-        _raise_if_wrong_ids(name, preds, image_ids, category_ids)
+        _raise_if_wrong_ids(name, preds, image_ids, category_ids, subset_option)
     problems = Counter()  # (image, kind) -> how many predictions
     first = {}  # (image, kind) -> (index, message) of the first such prediction
     bad = set()
@@ -113,7 +125,8 @@ def _raise_problems(name: str, preds: list, image_ids: set | None, category_ids:
     raise SmallboxError(f"{name}: {n_bad:,} of {len(preds):,} predictions are invalid:\n  " + "\n  ".join(lines) + more)
 
 
-def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_ids: set | None):
+def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_ids: set | None,
+                        subset_option: str | None = None):
     if image_ids is not None:
         known = sum(p["image_id"] in image_ids for p in preds)
         if known == 0:
@@ -123,6 +136,14 @@ def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_
                 f"(prediction image ids {_ids(theirs)}; ground truth {_ids(sorted(image_ids, key=str))}). "
                 "Predictions of an unlabeled folder are numbered 1..N by file name (see images.json beside them): "
                 "predict again with the ground truth (--gt / --coco / SMALLBOX_IMAGE_IDS)")
+        if known < len(preds):
+            others = sorted({p["image_id"] for p in preds if p["image_id"] not in image_ids}, key=str)
+            how = (f"add {subset_option} to score only the ground truth's images (the others' predictions left out)"
+                   if subset_option else "keep only the ground truth's images' predictions")
+            raise SmallboxError(
+                f"{name}: {len(preds) - known:,} of {len(preds):,} predictions are on {len(others):,} image(s) the ground "
+                f"truth does not hold (ids {_ids(others)}): predictions of a larger set (a whole val set) against "
+                f"a split of it? {how[0].upper()}{how[1:]}, or predict the split itself")
     if category_ids is not None:
         theirs = {p["category_id"] for p in preds}
         shifted = {c + 1 for c in theirs if isinstance(c, int)}
