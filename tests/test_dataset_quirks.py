@@ -226,7 +226,7 @@ def test_exif_photos_stop_convert_and_fix_sets_the_loaded_size(phone_photos, tmp
     err = capsys.readouterr().err
     first = data["images"][0]
     assert f"image {first['id']} says 480x640 but {images / first['file_name']} loads as 640x480 (EXIF orientation)" in err
-    assert f"run: smallbox fix {ann} --out {ann.with_name('phone.fixed.json')} --images {images}" in err
+    assert f"run: smallbox fix {ann} --out phone.fixed.json --images {images}" in err
 
     assert main(["eda", str(ann), "--out", str(tmp_path / "eda"), "--images", str(images)]) == 0
     summary = json.loads((tmp_path / "eda" / "summary.json").read_text())
@@ -315,9 +315,9 @@ def test_every_quirk_at_once_eda_fix_then_eval_and_convert(quirky, tmp_path, cap
     preds = quirky["preds"]
     capsys.readouterr()
     assert main(["eval", str(ann), str(preds)]) == 2
-    assert f"run: smallbox fix {ann} --out {root / 'all.fixed.json'}" in capsys.readouterr().err
+    assert f"run: smallbox fix {ann} --out all.fixed.json" in capsys.readouterr().err
     assert main(["convert", str(ann), "--images", str(images), "--out", str(tmp_path / "yolo")]) == 2
-    assert f"run: smallbox fix {ann} --out {root / 'all.fixed.json'} --images {images}" in capsys.readouterr().err
+    assert f"run: smallbox fix {ann} --out all.fixed.json --images {images}" in capsys.readouterr().err
     fixed = root / "all.fixed.json"
     assert main(["fix", str(ann), "--out", str(fixed), "--images", str(images)]) == 0
     log = json.loads((root / "all.fixed.changes.json").read_text())

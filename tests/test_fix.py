@@ -139,14 +139,14 @@ def test_eval_and_convert_refuse_the_unrepaired_file_and_name_the_repair(tmp_pat
     anns = original["annotations"]
     for name in ("duplicate", "left", "mask_bottom", "zero_height"):
         assert f"annotation {anns[at[name]]['id']} (image {anns[at[name]]['image_id']})" in err, name
-    assert f"run: smallbox fix {path} --out {tmp_path / 'broken.fixed.json'}" in err and "Traceback" not in err
+    assert f"run: smallbox fix {path} --out broken.fixed.json" in err and "Traceback" not in err
     images = tmp_path / "images"
     images.mkdir()
     for im in original["images"]:
         shutil.copy(DEEPPCB / "images" / im["file_name"], images / im["file_name"])
     assert main(["convert", str(path), "--images", str(images), "--out", str(tmp_path / "yolo")]) == 2
     err = capsys.readouterr().err
-    assert f"run: smallbox fix {path} --out {tmp_path / 'broken.fixed.json'} --images {images}" in err
+    assert f"run: smallbox fix {path} --out broken.fixed.json --images {images}" in err
     assert not (tmp_path / "yolo").exists()
 
     assert main(["fix", str(path), "--out", str(tmp_path / "broken.fixed.json")]) == 0
@@ -186,3 +186,31 @@ def test_pycocotools_misscores_what_smallbox_refuses_and_fix_repairs(tmp_path, q
     assert pycocotools_stats(fixed, perfect)[0] == pytest.approx(1.0)
     assert main(["eval", str(tmp_path / "fixed.json"), str(preds), "--json", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["AP"] == pytest.approx(1.0)
+
+
+def test_a_box_just_beyond_the_tolerance_gets_a_tolerance_that_clips_it(tmp_path, capsys, monkeypatch):
+    """A box 1.32 px outside (621.32 + 20 in floats: 1.3200000000000500): the refusal suggests
+    `--tolerance 1.32`, and that command, run as printed, clips it. Its output goes into the
+    current folder, not beside the (often read-only) data; eda suggests the same."""
+    import shlex
+
+    data = small_val()
+    a = data["annotations"][2]
+    a["bbox"] = [621.32, a["bbox"][1], 20.0, a["bbox"][3]]
+    source = tmp_path / "data"
+    source.mkdir()
+    path = write(source / "ann.json", data)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["fix", str(path), "--out", "first.json"]) == 2
+    err = capsys.readouterr().err
+    suggested = err.strip().splitlines()[-1].split("clip them with: ")[1]
+    assert suggested == f"smallbox fix {path} --out ann.fixed.json --tolerance 1.32"
+    assert main(shlex.split(suggested)[1:]) == 0
+    fixed = {x["id"]: x for x in json.loads((work / "ann.fixed.json").read_text())["annotations"]}
+    assert fixed[a["id"]]["bbox"][0] + fixed[a["id"]]["bbox"][2] == pytest.approx(640)
+    assert sorted(p.name for p in source.iterdir()) == ["ann.json"]  # nothing written beside the data
+    assert main(["eda", str(path), "--out", str(work / "eda")]) == 0
+    summary = json.loads((work / "eda" / "summary.json").read_text())
+    assert summary["repair_wider"] == suggested

@@ -332,10 +332,10 @@ class _Checker:
         self.set_aside: dict[str, Counter] = {"images": Counter(), "annotations": Counter()}
         self.rejected_ids: set = set()  # ids of rejected images: their boxes are not "unknown"
 
-    def add(self, kind: str, message: str, section: str, index: int, id_=None, change=None):
+    def add(self, kind: str, message: str, section: str, index: int, id_=None, change=None, reach=None):
         """Record a problem. An unrepairable one rejects its entry; it and a repair that drops
         the entry leave it out (counted in ``set_aside`` under its first reason)."""
-        self.problems.append(Problem(kind, message, section, index, id_, change or {}))
+        self.problems.append(Problem(kind, message, section, index, id_, change or {}, reach))
         k = KINDS[kind]
         if k.repair is None:
             self.rejected[section].add(index)
@@ -525,9 +525,10 @@ class _Checker:
         if x1 <= x0 or y1 <= y0:
             return self.reject("box_entirely_outside", f"{said} entirely outside the {W}x{H} image", "annotations", i, aid)
         reach = max(-x, -y, x + w - W, y + h - H)
-        if reach > self.tolerance:
-            return self.reject("box_outside", f"{said} outside the {W}x{H} image by {reach:g} px (tolerance {self.tolerance:g} px; "
-                            "a width/height or EXIF mix-up?)", "annotations", i, aid)
+        if reach > self.tolerance + EPS:  # a reach printed as 1.32 is clipped by --tolerance 1.32
+            self.add("box_outside", f"{said} outside the {W}x{H} image by {reach:g} px (tolerance {self.tolerance:g} px; "
+                     "a width/height or EXIF mix-up?)", "annotations", i, aid, reach=reach)
+            return None
         box = [x0, y0, x1 - x0, y1 - y0]
         change = {"bbox": box}
         if a.get("area") == w * h:  # a box area follows the box; a mask's area stays

@@ -21,7 +21,8 @@ from .boxtable import LARGE_DATASET, BoxTable, box_table, boxes_per_image
 from .buckets import BUCKET_NAMES, SizeBuckets
 from .coco import CocoDataset
 from .manifest import recorded_fit
-from .problems import fix_command, format_problem_markdown, format_problem_table, problem_table, set_aside_text
+from .problems import (fix_command, format_problem_markdown, format_problem_table, problem_table, set_aside_text,
+                       tolerance_to_clip)
 
 # A COCO bucket holding less than this share of the boxes gives an AP that rests on too few
 # boxes (the source report's AP_small of 0.010 vs 0.021 was such a number).
@@ -207,6 +208,8 @@ def run_eda(dataset: CocoDataset, out_dir, buckets: str = "coco", imgsz: int = 6
     summary["set_aside"] = {section: dict(reasons) for section, reasons in dataset.set_aside.items()}
     if any(p.repairable for p in dataset.problems):
         summary["repair"] = fix_command(dataset.path, dataset.image_root)
+    if tolerance_to_clip(dataset.problems) is not None:  # boxes a wider tolerance would clip
+        summary["repair_wider"] = fix_command(dataset.path, dataset.image_root, tolerance_to_clip(dataset.problems))
     progress = len(table) >= LARGE_DATASET if progress is None else progress
     with atomic_folder(out_dir) as tmp:
         summary["plots"] = eda_plots.write_plots(table, sets, chosen, tmp, dataset=dataset, progress=progress)
@@ -282,6 +285,9 @@ def _problem_notes(summary: dict) -> list[str]:
     notes = [f"analysed {_n_boxes(summary['boxes'])}" + (f"; {aside}" if aside else "; none set aside")]
     if summary.get("repair"):
         notes.append(f"repair (with a change log): {summary['repair']}")
+    if summary.get("repair_wider"):
+        notes.append(f"boxes set aside for reaching farther outside than the tolerance; if that is annotation slack "
+                     f"(not a width/height mix-up): {summary['repair_wider']}")
     return notes
 
 

@@ -8,6 +8,7 @@ change log; the others need a person, because any automatic choice could change 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ class Problem:
         index: the entry's position in that list of the json.
         id: the entry's id as the json has it (None when it has none).
         change: the keys ``fix`` sets on the entry (repairable kinds that are not drops).
+        reach: how far (px) a box reaches outside its image (``box_outside``), else None.
     """
 
     kind: str
@@ -89,6 +91,7 @@ class Problem:
     index: int
     id: object = None
     change: dict = field(default_factory=dict)
+    reach: float | None = None
 
     @property
     def repairable(self) -> bool:
@@ -135,12 +138,34 @@ def set_aside_text(set_aside: dict) -> str:
     return "set aside " + " and ".join(parts) if parts else ""
 
 
-def fix_command(path, image_root=None) -> str:
-    """The repair command for a file, with an output name beside it."""
+def fix_command(path, image_root=None, tolerance: float | None = None) -> str:
+    """The repair command for a file. Its output goes into the current folder (the data's own
+    folder is often read-only or shared), named after the file."""
     path = Path(path)
     stem = path.name[: -len(".json.gz")] if path.name.endswith(".json.gz") else path.stem
     images = f" --images {image_root}" if image_root is not None else ""
-    return f"smallbox fix {path} --out {path.with_name(stem + '.fixed.json')}{images}"
+    wider = f" --tolerance {tolerance:g}" if tolerance is not None else ""
+    return f"smallbox fix {path} --out {stem}.fixed.json{images}{wider}"
+
+
+def tolerance_to_clip(problems: list[Problem]) -> float | None:
+    """The ``--tolerance`` that would clip every box now refused for reaching too far outside
+    its image (the farthest reach, rounded up to 0.01 px so that the printed number suffices),
+    or None when there is no such box."""
+    reaches = [p.reach for p in problems if p.kind == "box_outside" and p.reach is not None]
+    if not reaches:
+        return None
+    return math.ceil(max(reaches) * 100 - 1e-6) / 100
+
+
+def wider_tolerance_text(path, problems: list[Problem], image_root=None) -> str:
+    """A line for the boxes a wider tolerance would clip, or ''."""
+    tolerance = tolerance_to_clip(problems)
+    if tolerance is None:
+        return ""
+    n = sum(p.kind == "box_outside" for p in problems)
+    return (f"\n{n} box(es) reach farther outside than the tolerance, at most {tolerance:g} px: if that is annotation "
+            f"slack (not a width/height mix-up), clip them with: {fix_command(path, image_root, tolerance)}")
 
 
 def listing(path, problems: list[Problem]) -> str:
@@ -161,4 +186,4 @@ def refusal(path, problems: list[Problem], image_root=None) -> str:
     if by_hand:
         text += "\nto fix by hand: " + "; ".join(f"{title} ({n})" for title, n in by_hand.items())
         text += f" (smallbox eda {path} --out DIR lists every problem and analyses the rest)"
-    return text
+    return text + wider_tolerance_text(path, problems, image_root)

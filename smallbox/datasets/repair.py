@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import SmallboxError
 from ..fileio import write_json_atomic
 from .coco import DEFAULT_TOLERANCE, check_coco, repaired
-from .problems import KINDS, Problem, listing
+from .problems import KINDS, Problem, listing, wider_tolerance_text
 
 SECTION_ENTRY = {"images": "image", "annotations": "annotation", "categories": "category"}
 
@@ -54,7 +54,8 @@ def fix_coco(path, out, image_root=None, tolerance: float = DEFAULT_TOLERANCE) -
     by_hand = [p for p in problems if not p.repairable]
     if by_hand:
         raise SmallboxError(listing(path, by_hand) + "\nsmallbox fix repairs none of these (each needs a person's decision); "
-                            f"nothing written. smallbox eda {path} --out DIR lists every problem.")
+                            f"nothing written. smallbox eda {path} --out DIR lists every problem."
+                            + wider_tolerance_text(path, by_hand, image_root))
     fixed = repaired(data, problems, {})
     changes = [_change(data, p) for p in problems]
     counts = dict(Counter(c["repair"] for c in changes))
