@@ -462,3 +462,16 @@ def test_an_error_on_the_label_writing_child_stops_the_run_and_leaves_nothing(tm
     assert convert(deeppcb_train, "--images", deeppcb_images, "--out", out) == 2
     assert "labels/train/x.txt: No space left on device" in capsys.readouterr().err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_the_image_count_printed_is_the_number_of_image_files(tmp_path, deeppcb_train, deeppcb_val, deeppcb_images, capsys):
+    """A size split's folder links the same files again: the summary says how many image files
+    there are and how many times they were placed, each counted here from the folders."""
+    out = tmp_path / "out"
+    assert convert(deeppcb_train, "--images", deeppcb_images, "--val", deeppcb_val, "--out", out,
+                   "--split", "small:0:32^2") == 0
+    placed = [p for p in (out / "images").rglob("*") if p.is_file()]
+    sources = {os.path.realpath(p) if p.is_symlink() else (os.stat(p).st_dev, os.stat(p).st_ino) for p in placed}
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("images:"))
+    assert line.startswith(f"images: {len(sources)} files, placed {len(placed)} times in the split folders (")
+    assert len(sources) == 280 and len(placed) == 560

@@ -107,6 +107,9 @@ def _summary(result, clipped: int) -> str:
     lines = [f"{'split':<20} {'images':>8} {'boxes':>8} {'negatives':>10}"]
     lines += [f"{name:<20} {c['images']:>8} {c['boxes']:>8} {c['negatives']:>10}" for name, c in result.counts.items()]
     how = ", ".join(f"{n} {verb}" for verb, n in zip(("hard-linked", "symlinked", "copied"), result.placed.values()) if n)
+    placed = sum(result.placed.values())
+    if placed != result.sources:  # the size splits' folders hold the same files again
+        how = f"{result.sources} files, placed {placed} times in the split folders ({how})"
     lines.append(f"images: {how}; size buckets: {', '.join(b.describe() for b in result.buckets)}")
     if clipped:
         lines.append(f"clipped {clipped} box(es) to their image")

@@ -61,8 +61,9 @@ class ConvertResult:
     out: Path
     counts: dict[str, dict[str, int]]  # split -> {"images", "boxes", "negatives"}
     buckets: list[SizeBuckets]
-    placed: dict[str, int] = field(default_factory=dict)  # image placement -> count
+    placed: dict[str, int] = field(default_factory=dict)  # image placement -> count (per split folder)
     warnings: list[str] = field(default_factory=list)
+    sources: int = 0  # distinct source image files placed (a size split places its images again)
 
 
 @paused_gc()
@@ -140,7 +141,7 @@ def convert_to_yolo(
                      bucket_sets, tiles, origins, max_dets, signature)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
     warnings += [f"{name}: no images (Ultralytics cannot train or validate on it)" for name, c in counts.items() if not c["images"]]
-    return ConvertResult(out, counts, bucket_sets, placer.placed, warnings)
+    return ConvertResult(out, counts, bucket_sets, placer.placed, warnings, len(placer.sources))
 
 
 def _main_splits(train: CocoDataset, val: CocoDataset | None, val_fraction: float, seed: int) -> tuple[list[Split], list[str]]:
@@ -320,6 +321,7 @@ class _ImagePlacer:
     def __init__(self, placement: str):
         self.placement = placement
         self.placed = {how: 0 for how in PLACEMENTS}
+        self.sources: set[tuple[str, str]] = set()  # (image root, file name) of every image placed
         # realpath per folder, not per file: one lookup serves every image in it
         self.real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
 
@@ -329,6 +331,7 @@ class _ImagePlacer:
         try:
             for k, image in enumerate(split.data["images"], 1):
                 self.place(root, image["file_name"], (into, folder, names[image["id"]]))
+                self.sources.add((root, image["file_name"]))
                 if k % self.BAR_STEP == 0:
                     bar.update(self.BAR_STEP)
             bar.update(len(names) % self.BAR_STEP)
