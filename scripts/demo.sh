@@ -41,7 +41,7 @@ print("(a tiny model after 2 CPU epochs finds next to nothing; the real model fo
 PYEOF
 
 step "3/6 a real model on images it never saw: predict (original ids) -> smallbox eval by size"
-smallbox yolo predict model=$MODEL source="$OUT/data/images/val" imgsz=320 conf=0.001 iou=0.7 max_det=100 \
+smallbox yolo predict model=$MODEL source="$OUT/data/images/val" imgsz=320 conf=0.001 iou=0.7 \
   device=cpu save=False verbose=False project="$OUT" name=predict exist_ok=True 2>&1 | grep -i "smallbox:" || true
 smallbox eval "$OUT/data/annotations/val.json" "$OUT/predict/predictions.json" --areas fit
 

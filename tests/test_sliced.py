@@ -329,3 +329,30 @@ def test_colour_tiles_reach_a_torchvision_model_as_rgb(tmp_path):
     assert len(scores) == int(keep.sum()) > 0
     assert np.allclose(boxes, want["boxes"][keep].double().numpy(), atol=1e-3)
     assert np.allclose(scores, want["scores"][keep].numpy(), atol=1e-5)
+
+
+def test_slice_eval_whole_image_row_is_what_predict_and_eval_give(tmp_path, deeppcb_val, capsys, monkeypatch):
+    """The demo printed AP_small 0.392 for `predict` (max_det=100) and 0.393 for slice's "whole image
+    alone" (Ultralytics' max_det=300). With predict's defaults the two rows are one number: the
+    printed row equals `smallbox yolo predict` + `smallbox eval` on the same images."""
+    import shutil
+
+    gt = json.loads(deeppcb_val.read_text())
+    images = gt["images"][5:11]
+    keep = {im["id"] for im in images}
+    (tmp_path / "gt.json").write_text(json.dumps(dict(gt, images=images, annotations=[
+        a for a in gt["annotations"] if a["image_id"] in keep])))
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for im in images:
+        shutil.copy(deeppcb_val.parent.parent / "images" / im["file_name"], folder / im["file_name"])
+    assert main(["slice", str(BUNDLED), "--images", str(folder), "--gt", str(tmp_path / "gt.json"), "--out",
+                 str(tmp_path / "sliced.json"), "--device", "cpu", "--eval"]) == 0
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("whole image alone"))
+    monkeypatch.setenv("SMALLBOX_IMAGE_IDS", str(tmp_path / "gt.json"))  # the json's ids, as slice's --gt
+    assert main(["yolo", "predict", f"model={BUNDLED}", f"source={folder}", "imgsz=320", "conf=0.001", "device=cpu",
+                 "save=False", "verbose=False", f"project={tmp_path}", "name=predict"]) == 0
+    assert main(["eval", str(tmp_path / "gt.json"), str(tmp_path / "predict" / "predictions.json"),
+                 "--json", str(tmp_path / "m.json")]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert row.split()[3:7] == [f"{m[k]:.3f}" for k in ("AP", "AP50", "AP_small", "AP_medium")] and m["AP_small"] > 0.3

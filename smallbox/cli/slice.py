@@ -95,6 +95,10 @@ def run(args) -> int:
         gt = load_coco(args.gt, check_files=False)
         buckets, _ = size_buckets(args.areas, args.gt, gt.areas())
         print(format_eval_rows(rows, gt, buckets, max_dets_for(args)))
+        tv = Path(args.model).suffix == ".pt" and checkpoint_kind(args.model) == "tv"
+        if whole_preds and not tv:
+            print(f"(whole image alone = `smallbox yolo predict` at the model's training size, conf={args.conf:g} "
+                  f"iou={args.iou:g} and Ultralytics' max_det=300: the same boxes)")
     return 0
 
 

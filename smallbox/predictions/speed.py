@@ -8,9 +8,12 @@ import re
 TIMING = re.compile(r"smallbox: \d+ images? predicted in [\d.]+ s \(([\d.]+) ms/image")
 
 
-def speed_line(n_images: int, seconds: float) -> str:
+def speed_line(n_images: int, seconds: float, warm_up: int = 0) -> str:
+    """``warm_up``: images predicted before the clock started (the first batch), said so that the
+    count is not read as the number of images predicted."""
+    left_out = f"the first {warm_up} image(s) (warm-up) and model loading" if warm_up else "model loading"
     return (f"smallbox: {n_images} images predicted in {seconds:.2f} s "
-            f"({1000 * seconds / max(n_images, 1):.1f} ms/image, model loading excluded)")
+            f"({1000 * seconds / max(n_images, 1):.1f} ms/image; {left_out} excluded)")
 
 
 def ms_per_image(text: str) -> float | None:

@@ -94,7 +94,7 @@ class SmallboxPredictor(DetectionPredictor):
             # (reading, letterbox, forward, NMS), without model loading and the first batch's warm-up
             seconds = self._times[-1][0] - self._times[0][0]
             n = sum(k for _, k in self._times[1:])
-            LOGGER.info(speed_line(n, seconds))
+            LOGGER.info(speed_line(n, seconds, warm_up=self._times[0][1]))
 
 
 def _not_predicted(index, paths) -> list[Path]:
