@@ -20,8 +20,9 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Ultralytics reads its settings folder at import time: point it somewhere writable and empty.
-os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="smallbox-yolo-config-"))
+# Ultralytics reads its settings folder at import time: point it somewhere writable and empty, also
+# where the user has one of their own (its runs_dir, datasets_dir ... must not change a test).
+os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="smallbox-yolo-config-")
 
 
 def _is_loopback(address) -> bool:

@@ -59,6 +59,7 @@ def test_any_number_of_ranges_presets_and_names():
     named = SizeBuckets.parse("vt=0:8^2,t=8^2:16^2,s=16^2:32^2,m=32^2:64^2")
     assert named.names == ("vt", "t", "s", "m") and named.upper == 64 ** 2
     assert named.index([10, 5000]).tolist() == [0, -1]  # above the last named range: in none
+    assert named.index([63.5 ** 2, 64 ** 2]).tolist() == [3, -1]  # a range holds its lower edge, not its upper
     assert SizeBuckets.from_dict(named.to_dict()) == named and SizeBuckets.from_dict(aitod.to_dict()) == aitod
     areas = np.arange(1, 1001, dtype=float) ** 2
     fit5 = SizeBuckets.parse("fit:5", areas)

@@ -127,13 +127,17 @@ def test_a_report_split_sharing_images_with_train_or_select_is_refused(matrix, c
         err = capsys.readouterr().err
         assert "data.report: shares" in err and "Traceback" not in err
         assert not (matrix / "work").exists() and not (matrix / "ledger").exists()  # refused before any work
+    (matrix / "tiny.yaml").write_text(MATRIX.replace("select: sel4.json", "select: train8.json"))
+    assert run(matrix) == 2
+    assert "data.select: shares 8 image(s) with data.train" in capsys.readouterr().err
 
 
 def test_a_broken_entry_is_run_again(matrix, capsys):
     assert run(matrix, "--only", "base") == 0
     folder = matrix / "ledger" / "tiny" / "base"
     (folder / "seed0" / "entry.json").write_text((folder / "seed0" / "entry.json").read_text()[:100])  # cut short
-    (folder / "seed1" / "predictions.json.gz").unlink()
+    gz = (folder / "seed1" / "predictions.json.gz").read_bytes()
+    (folder / "seed1" / "predictions.json.gz").write_bytes(gz[:len(gz) // 2])  # a copy cut off
     capsys.readouterr()
     cwd = os.getcwd()
     os.chdir(matrix)  # the matrix's data paths are relative to the current folder
@@ -142,7 +146,7 @@ def test_a_broken_entry_is_run_again(matrix, capsys):
     finally:
         os.chdir(cwd)
     out = capsys.readouterr().out
-    assert out.count("broken   base") == 2 and "not valid json" in out and "predictions.json.gz: missing" in out
+    assert out.count("broken   base") == 2 and "not valid json" in out and "predictions.json.gz: cut short or not gzip" in out
     assert run(matrix, "--only", "base") == 0
     out = capsys.readouterr().out
     assert out.count("not a whole entry, run again: base") == 2 and "done 2" in out

@@ -286,8 +286,9 @@ def test_yolo_runs_land_under_the_current_folder_with_an_ap_by_size_plot(small_d
         assert main([*common, "project=mine/yolo", "name=relative", "plots=False"]) == 0
     default_run = tmp_path / "runs" / "detect" / "first-hour"
     assert (default_run / "weights" / "best.pt").is_file() and (tmp_path / "mine" / "yolo" / "relative" / "weights").is_dir()
+    runs_dir = Path(SETTINGS["runs_dir"]).resolve()  # a relative setting ("runs") is the current folder's runs/
     for run in ("first-hour", "relative"):
-        assert not (Path(SETTINGS["runs_dir"]) / "detect" / run).exists() or Path(SETTINGS["runs_dir"]) == tmp_path / "runs"
+        assert not (runs_dir / "detect" / run).exists() or runs_dir == (tmp_path / "runs").resolve()
     png = default_run / "results_coco.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image

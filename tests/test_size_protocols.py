@@ -135,12 +135,17 @@ def test_dense_images_show_the_cut_and_say_so(tmp_path, capsys):
     for p in preds:
         per[p["image_id"], p["category_id"]] = per.get((p["image_id"], p["category_id"]), 0) + 1
     assert cut["boxes"] == sum(n - 100 for n in per.values() if n > 100) > 0
+    assert cut["images"] == len({image for (image, _), n in per.items() if n > 100})
     assert f"{cut['images']} image(s) hold more than 100 detections of one class" in out and "--max-dets" in out
     assert main(["eval", str(tmp_path / "gt.json"), str(tmp_path / "preds.json"), "--max-dets", "1500", "--json",
                  str(tmp_path / "m1500.json")]) == 0
     more = json.loads((tmp_path / "m1500.json").read_text())
     assert more["cut"]["boxes"] == 0 and more["AP"] > json.loads((tmp_path / "m.json").read_text())["AP"]
     assert "more than" not in capsys.readouterr().out
+    top = max(per.values())  # a limit that the densest image's class meets exactly: nothing is cut
+    assert main(["eval", str(tmp_path / "gt.json"), str(tmp_path / "preds.json"), "--max-dets", str(top), "--json",
+                 str(tmp_path / "mtop.json")]) == 0
+    assert json.loads((tmp_path / "mtop.json").read_text())["cut"] == {"images": 0, "boxes": 0}
 
 
 def test_eval_json_carries_each_sets_names_ranges_and_lists(tmp_path):
