@@ -156,7 +156,11 @@ def test_cli_train_resume_eval_predict(tmp_path, deeppcb_train, deeppcb_val, dee
               f"train.project={tmp_path / 'runs'}"]
     assert main(["tv", "train", str(recipe), *common]) == 0
     run = tmp_path / "runs" / "tiny"
-    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    first = torch.load(run / "last.pt", weights_only=True)
+    assert first["epoch"] == 1 and first["recipe"]["model"]["anchor_sizes"] == [16, 32, 64, 128, 256]  # unset: recorded
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert "optimizer" not in best and best["model"].keys() == first["model"].keys()  # the model to use, no training state
+    assert main(["tv", "train", str(run / "best.pt")]) == 2  # a resume needs last.pt
 
     # Resume for a second epoch: the same folder, one more row, the LR schedule continued.
     assert main(["tv", "train", str(run / "last.pt"), "train.epochs=2"]) == 0
@@ -220,3 +224,20 @@ def test_bundled_recipes_load(recipe):
     assert cfg["model"]["arch"] in ("faster_rcnn", "retinanet")
     if cfg["loss"]["size_weights"]:
         assert size_weights(cfg, [100.0, 2000.0, 20000.0]).weights.tolist() == cfg["loss"]["size_weights"]["weights"]
+
+
+def test_unset_anchors_start_at_16_px_except_for_torchvision_detectors_and_old_checkpoints(tmp_path):
+    """model.anchor_sizes unset: 16 px upwards as the recipes; with model.weights (a detector trained
+    with torchvision's anchors) torchvision's 32 px; a checkpoint whose recipe left them unset was
+    trained when unset meant 32 px and is rebuilt so."""
+    from smallbox.adapters.tv.models import anchor_sizes_of
+    from smallbox.adapters.tv.trainer import model_from_checkpoint
+
+    assert anchor_sizes_of(build_model(tiny_settings(), 6)) == [16, 32, 64, 128, 256]
+    torchvision_detector = build_model(tiny_settings(anchor_sizes=[32, 64, 128, 256, 512]), 6)
+    torch.save(torchvision_detector.state_dict(), tmp_path / "detector.pth")
+    with_weights = build_model(tiny_settings(weights=str(tmp_path / "detector.pth")), 6)
+    assert anchor_sizes_of(with_weights) == [32, 64, 128, 256, 512]
+    old = {"recipe": {"model": tiny_settings()}, "classes": [{"category_id": i, "name": str(i)} for i in range(6)],
+           "model": torchvision_detector.state_dict()}
+    assert anchor_sizes_of(model_from_checkpoint(old)) == [32, 64, 128, 256, 512]

@@ -127,10 +127,24 @@ def num_levels(backbone: nn.Module) -> int:
     return n
 
 
-def anchor_generator(m: dict, levels: int) -> AnchorGenerator:
-    """One base size per level (``model.anchor_sizes``, default ``32 * 2**level``); RetinaNet adds
-    torchvision's three octave scales per level."""
-    base = m["anchor_sizes"] or [32 * 2**i for i in range(levels)]
+# The first FPN level's anchor where a recipe leaves model.anchor_sizes unset: one octave below
+# torchvision's 32 px (a 16-24 px box overlaps a 32 px anchor with IoU 0.25-0.56, under the RPN's 0.7,
+# so it would train from its one best anchor only), as every recipe of recipes/tv sets it.
+FIRST_ANCHOR = 16
+TORCHVISION_FIRST_ANCHOR = 32  # a detector trained with torchvision's anchors keeps them
+
+
+def default_anchor_sizes(m: dict, levels: int, first: int | None = None) -> list[int]:
+    """``model.anchor_sizes`` when unset: ``first * 2**level``; ``first`` defaults to 16 px, or to
+    torchvision's 32 px when ``model.weights`` loads a detector trained with those."""
+    first = first or (TORCHVISION_FIRST_ANCHOR if m.get("weights") else FIRST_ANCHOR)
+    return [first * 2**i for i in range(levels)]
+
+
+def anchor_generator(m: dict, levels: int, unset_first: int | None = None) -> AnchorGenerator:
+    """One base size per level (``model.anchor_sizes``, else :func:`default_anchor_sizes`);
+    RetinaNet adds torchvision's three octave scales per level."""
+    base = m["anchor_sizes"] or default_anchor_sizes(m, levels, unset_first)
     if len(base) != levels:
         raise SmallboxError(f"model.anchor_sizes: {len(base)} sizes given for {levels} feature levels")
     if m["arch"] == "retinanet":
@@ -140,7 +154,8 @@ def anchor_generator(m: dict, levels: int) -> AnchorGenerator:
     return AnchorGenerator(sizes, (tuple(float(a) for a in m["aspect_ratios"]),) * levels)
 
 
-def build_model(m: dict, num_classes: int, size_weights: BoxSizeWeights | None = None, read_weights: bool = True) -> nn.Module:
+def build_model(m: dict, num_classes: int, size_weights: BoxSizeWeights | None = None, read_weights: bool = True,
+                unset_anchor_first: int | None = None) -> nn.Module:
     """Faster R-CNN or RetinaNet for ``num_classes`` object classes (background added here).
 
     Args:
@@ -148,11 +163,13 @@ def build_model(m: dict, num_classes: int, size_weights: BoxSizeWeights | None =
         size_weights: switch the box-regression loss to the size-weighted one.
         read_weights: read the weight files the settings name (false when a checkpoint's state
             dict is loaded next).
+        unset_anchor_first: the first anchor size where ``anchor_sizes`` is unset (default: see
+            :func:`default_anchor_sizes`).
     """
     if m["arch"] not in ARCHS:
         raise SmallboxError(f"model.arch must be one of {ARCHS}, got {m['arch']!r}")
     backbone = build_backbone(m, read_weights)
-    anchors = anchor_generator(m, num_levels(backbone))
+    anchors = anchor_generator(m, num_levels(backbone), unset_anchor_first)
     sizes = dict(min_size=m["min_size"], max_size=m["max_size"])
     if m["arch"] == "faster_rcnn":
         model = FasterRCNN(backbone, num_classes + 1, rpn_anchor_generator=anchors,
@@ -184,3 +201,9 @@ def load_detector_weights(model: nn.Module, path, key: str) -> list[str]:
         raise SmallboxError(f"{key}: {path} holds no weights of this model ({len(state)} tensors, none match)")
     model.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
+
+
+def anchor_sizes_of(model: nn.Module) -> list[int]:
+    """The base anchor size per level a built model uses (what a checkpoint's recipe records)."""
+    generator = model.rpn.anchor_generator if hasattr(model, "rpn") else model.anchor_generator
+    return [int(sizes[0]) for sizes in generator.sizes]

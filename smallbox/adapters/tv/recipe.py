@@ -29,7 +29,8 @@ DEFAULTS: dict = {
         "init_from": None,              # a smallbox tv checkpoint to start from (fine-tune at another size)
         "min_size": 1024,               # shorter side after the model's resize
         "max_size": 1024,               # longer side bound
-        "anchor_sizes": None,           # base anchor size per FPN level, e.g. [16, 32, 64, 128, 256]
+        "anchor_sizes": None,           # base anchor size per FPN level; unset: [16, 32, 64, 128, 256] as the
+                                        # recipes (torchvision's [32, ..., 512] with model.weights); recorded
         "aspect_ratios": [0.5, 1.0, 2.0],
         "rpn_fg_iou_thresh": 0.7,       # Faster R-CNN train assigners
         "rpn_bg_iou_thresh": 0.3,

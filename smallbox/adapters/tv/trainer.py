@@ -35,9 +35,11 @@ from . import dist
 from .data import CocoDetection, build_augmentation, collate, filter_by_area, seed_worker
 from .engine import build_optimizer, lr_factor, predict, train_one_epoch
 from .losses import BoxSizeWeights
-from .models import build_model, load_detector_weights
+from .models import TORCHVISION_FIRST_ANCHOR, anchor_sizes_of, build_model, load_detector_weights
 from .plots import plot_results
 from .recipe import DEFAULTS, apply_overrides, dump_recipe, load_recipe
+
+TRAINING_STATE = ("optimizer", "scheduler", "scaler")  # what last.pt holds for a resume; best.pt leaves it out
 
 class Data:
     """The train and val splits of a recipe, their classes and size bucket sets."""
@@ -128,7 +130,9 @@ def model_from_checkpoint(ckpt: dict, model_settings: dict | None = None):
     """The checkpoint's model with its weights, built from ``model_settings`` (default: the
     checkpoint's own; pass changed test settings such as ``nms_thresh`` here)."""
     m = model_settings or ckpt["recipe"]["model"]
-    model = build_model(m, len(ckpt["classes"]), read_weights=False)
+    # a checkpoint whose recipe leaves anchor_sizes unset was written when unset meant torchvision's
+    # 32 px anchors (training now records the sizes it used)
+    model = build_model(m, len(ckpt["classes"]), read_weights=False, unset_anchor_first=TORCHVISION_FIRST_ANCHOR)
     model.load_state_dict(ckpt["model"])
     return model
 
@@ -145,6 +149,11 @@ class Trainer:
         self.dir = Path(resume["run_dir"]) if resume else run_dir(cfg, recipe_path)
         weights = size_weights(cfg, self.data.train_coco.areas())
         self.model = build_model(cfg["model"], len(self.data.category_ids), weights).to(self.ctx.device)
+        if not cfg["model"]["anchor_sizes"]:  # the default, recorded in the run's recipe and checkpoints
+            cfg["model"]["anchor_sizes"] = anchor_sizes_of(self.model)
+            why = ("torchvision's, which model.weights was trained with" if cfg["model"]["weights"]
+                   else "one octave below torchvision's 32 px, for small boxes")
+            self.log(f"model.anchor_sizes unset: {cfg['model']['anchor_sizes']} px ({why})")
         if cfg["model"]["init_from"] and not resume:
             skipped = load_detector_weights(self.model, cfg["model"]["init_from"], "model.init_from")
             self.log(f"initialised from {cfg['model']['init_from']} ({len(skipped)} tensors of another shape left as built)")
@@ -259,8 +268,8 @@ class Trainer:
             self.best.update(value=value, epoch=epoch)
         ckpt = self.checkpoint(epoch)
         save_atomic(ckpt, self.dir / "last.pt")
-        if improved:
-            save_atomic(ckpt, self.dir / "best.pt")
+        if improved:  # the model to use: without the training state only last.pt resumes from (half the size)
+            save_atomic({k: v for k, v in ckpt.items() if k not in TRAINING_STATE}, self.dir / "best.pt")
         if metrics:
             m = metrics
             self.log(f"epoch {epoch}: AP {m['AP']:.4f} AP50 {m['AP50']:.4f} AP_small {m['AP_small']:.4f} "
@@ -322,6 +331,9 @@ def train(recipe_path, overrides=()) -> Path:
         return Trainer(cfg, recipe_path).fit()
     ckpt_path = Path(cfg["train"]["resume"])
     resume = load_checkpoint(ckpt_path)
+    if any(k not in resume for k in TRAINING_STATE):
+        raise SmallboxError(f"{ckpt_path}: holds the weights only (best.pt leaves the training state out): resume from "
+                            f"{ckpt_path.parent / 'last.pt'}, or start a new run from these weights with model.init_from=")
     cfg = apply_overrides(copy.deepcopy(resume["recipe"]), overrides, ckpt_path)
     resume["run_dir"] = str(ckpt_path.parent)
     return Trainer(cfg, recipe_path, resume).fit()
