@@ -96,7 +96,9 @@ def test_each_run_is_its_checkpoint_on_the_report_split(runs, report, report_spl
     labels = [g.label for g in rep["groups"]]
     assert labels[0] == "full-s0, full-s1"  # --baseline's group leads
     assert sorted(labels[1:]) == ["nomosaic-s0", "small-s0, small-s1", "tv-tiny"]
-    assert rep["notes"] == [f"skipped {runs['val']}: not a training run (no results.csv: a val or predict folder?)"]
+    assert rep["notes"][0] == f"skipped {runs['val']}: not a training run (no results.csv: a val or predict folder?)"
+    assert rep["notes"][1].startswith("the paths ran at other input sizes (yolo at 96 px, tv at 128 px)")
+    assert len(rep["notes"]) == 2
     md = out.read_text()
     assert f"skipped {runs['val']}" in md
     assert "report split val-odd.json, which neither trained nor picked any of them" in md

@@ -259,6 +259,19 @@ def table_rows(groups: list[Group], columns: list[str]) -> tuple[list[str], list
     return header, rows
 
 
+def input_size_notes(groups: list[Group]) -> list[str]:
+    """A note when YOLO and torchvision groups ran at other input sizes: a difference between the
+    paths would then also be one of input size (Faster R-CNN at 1024 against YOLO at 640)."""
+    sizes = {}
+    for g in groups:
+        sizes.setdefault(str(g.info.get("path", MISSING)), set()).add(str(g.info.get("imgsz", MISSING)))
+    if not {"yolo", "tv"} <= set(sizes) or sizes["yolo"] == sizes["tv"]:
+        return []
+    said = ", ".join(f"{path} at {'/'.join(sorted(sizes[path]))} px" for path in ("yolo", "tv"))
+    return [f"the paths ran at other input sizes ({said}): a difference between a YOLO and a tv group is also one of "
+            "input size; for a parity comparison train both at one size (imgsz=S; model.min_size=S model.max_size=S)"]
+
+
 def _short_value(value: str) -> str:
     """A file path by its name (data=data-small.yaml), anything else as it is."""
     return Path(value).name if "/" in value and " " not in value else value
@@ -517,6 +530,7 @@ def build_report(run_dirs, out_md, out_csv=None, metric: str = "coco/AP", epoch:
         chosen = ("last epoch (results.csv, on the val split, which picked nothing for it; give --report-split to score "
                   "each run's best.pt on images that neither trained nor picked it)")
     groups = group_runs(runs)
+    notes += input_size_notes(groups)
     base = pick_baseline(groups, baseline)
     groups.insert(0, groups.pop(base))
     columns = metric_columns(runs)
