@@ -144,3 +144,42 @@ def test_the_three_fuse_and_score_against_the_folders_json(outputs, folder, tmp_
     ours = read(metrics)
     ref = list(pycocotools_stats(folder["gt"], remapped))
     assert [ours[k] for k in ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")] == pytest.approx(ref[:6], abs=1e-6)
+
+
+def test_folder_numbered_predictions_against_a_ground_truth_numbered_1_to_n_in_another_order(tmp_path, capsys):
+    """Predictions of an unlabeled folder carry ids 1..N by file name (with their images json); a
+    ground truth also numbered 1..N, but in reverse file-name order, would match id to id and
+    score boxes against the wrong images. Every command that scores or fuses them against it says
+    so (exit 2); a ground truth numbered in the folder's order is scored."""
+    from smallbox.datasets.imagefiles import list_images
+    from smallbox.predictions import index_folder, write_images_json
+
+    val = json.loads((Path(__file__).resolve().parents[1] / "data" / "deeppcb" / "annotations" / "val.json").read_text())
+    images = tmp_path / "images"
+    images.mkdir()
+    chosen = val["images"][:4]
+    for im in chosen:
+        shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "deeppcb" / "images" / im["file_name"],
+                        images / im["file_name"])
+    files = [p.name for p in list_images(images)]  # the folder's order, as yolo predict lists it
+    name_of = {im["id"]: im["file_name"] for im in chosen}
+    preds = [{"image_id": files.index(name_of[a["image_id"]]) + 1, "category_id": a["category_id"], "bbox": a["bbox"],
+              "score": 0.9} for a in val["annotations"] if a["image_id"] in name_of]  # the truth, numbered 1..N
+    (tmp_path / "preds.json").write_text(json.dumps(preds))
+    write_images_json(tmp_path, index_folder(images), val["categories"], tmp_path / "preds.json")
+    for order, name in ((sorted(files, reverse=True), "reversed"), (files, "same")):
+        ids = {f: k for k, f in enumerate(order, 1)}
+        by_old = {im["id"]: ids[im["file_name"]] for im in chosen}
+        gt = {"images": [dict(im, id=by_old[im["id"]]) for im in chosen], "categories": val["categories"],
+              "annotations": [dict(a, image_id=by_old[a["image_id"]]) for a in val["annotations"] if a["image_id"] in by_old]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(gt))
+    for command in (["eval", tmp_path / "reversed.json", tmp_path / "preds.json"],
+                    ["significance", tmp_path / "reversed.json", tmp_path / "preds.json", "--", tmp_path / "preds.json"],
+                    ["ensemble", tmp_path / "preds.json", tmp_path / "preds.json", "--gt", tmp_path / "reversed.json",
+                     "--out", tmp_path / "fused.json"]):
+        capsys.readouterr()
+        assert main([str(a) for a in command]) == 2, command[0]
+        err = capsys.readouterr().err
+        assert "number a folder's files 1..N" in err and "Predict again with the ground truth" in err, command[0]
+    assert main(["eval", str(tmp_path / "same.json"), str(tmp_path / "preds.json"), "--json", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["AP"] == pytest.approx(1.0)  # the boxes are the truth

@@ -252,7 +252,7 @@ def compare_runs(gt, runs_a: list, runs_b: list, metric: str = "AP_small", bucke
     gt = _as_dataset(gt)
     buckets = buckets or SizeBuckets.coco()
     image_ids = [im["id"] for im in gt.images]
-    load = lambda p: load_predictions(p, image_ids, gt.category_ids)  # noqa: E731
+    load = lambda p: load_predictions(p, image_ids, gt.category_ids, gt_images=gt.images)  # noqa: E731
     preds_a, preds_b = [load(p) for p in runs_a], [load(p) for p in runs_b]
     _check_distinct_runs("A", runs_a, preds_a)
     _check_distinct_runs("B", runs_b, preds_b)

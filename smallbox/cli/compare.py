@@ -38,7 +38,8 @@ def run(args) -> int:
     if source:
         print(f"size buckets {buckets.describe()}: {source}")
     ids, cats = [im["id"] for im in gt.images], gt.category_ids
-    preds_a, preds_b = load_predictions(args.a, ids, cats), load_predictions(args.b, ids, cats)
+    preds_a, preds_b = load_predictions(args.a, ids, cats, gt_images=gt.images), \
+        load_predictions(args.b, ids, cats, gt_images=gt.images)
     names = (Path(args.a).name.split(".")[0], Path(args.b).name.split(".")[0])
     summary = write_comparison(gt, preds_a, preds_b, args.out, buckets, args.score_thr, args.iou, args.max_crops, names)
     c = summary["counts"]

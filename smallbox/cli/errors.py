@@ -37,7 +37,7 @@ def run(args) -> int:
     ids = [im["id"] for im in gt.images]
     runs = {}
     for path in args.pred:
-        preds = load_predictions(path, ids, gt.category_ids)
+        preds = load_predictions(path, ids, gt.category_ids, gt_images=gt.images)
         runs[path] = {**error_profiles(gt, preds, buckets, max_dets), "confusion": confusion_matrices(gt, preds, buckets, args.conf, args.iou)}
     print(f"TIDE error profile (ΔAP50 in points: the AP50 gained by fixing every error of a type), size ranges "
           f"{buckets.describe()}" + (f" ({source})" if source else ""))

@@ -9,6 +9,7 @@ from ..datasets.manifest import size_buckets
 from ..evaluate import evaluate
 from ..fileio import read_json, write_json_atomic
 from ..predictions.files import load_predictions, only_ground_truth_images, prediction_notes
+from ..predictions.images import check_folder_numbering
 from ..evaluate.cocoeval import cut_message
 from ..evaluate.table import format_metrics
 from .options import add_size_options, max_dets_for
@@ -31,6 +32,7 @@ def run(args) -> int:
     gt = load_coco(args.gt, check_files=False)
     buckets, source = size_buckets(args.areas, args.gt, gt.areas())
     image_ids = [im["id"] for im in gt.images]
+    check_folder_numbering(args.pred, gt.images)
     preds = read_json(args.pred)
     if args.subset and isinstance(preds, list):
         kept, left_out = only_ground_truth_images(preds, image_ids)

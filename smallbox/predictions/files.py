@@ -26,7 +26,8 @@ def only_ground_truth_images(preds: list, image_ids) -> tuple[list, dict]:
     return kept, {"predictions": len(preds) - len(kept), "images": len(others)}
 
 
-def load_predictions(source, image_ids=None, category_ids=None, name=None, subset_option: str | None = None) -> list[dict]:
+def load_predictions(source, image_ids=None, category_ids=None, name=None, subset_option: str | None = None,
+                     gt_images: list[dict] | None = None) -> list[dict]:
     """Read (from a path) and validate COCO results.
 
     Args:
@@ -35,10 +36,16 @@ def load_predictions(source, image_ids=None, category_ids=None, name=None, subse
             an error.
         subset_option: the caller's option that keeps only the ground truth's images (named in
             the message when predictions of a larger set meet a split's json).
+        gt_images: the ground truth's ``images``: predictions numbered 1..N over a folder (an
+            images json beside ``source``) must name the same files by id.
     Returns:
         list[dict]: each with ``image_id``, ``category_id``, ``bbox`` (xywh_abs) and ``score``.
     """
     name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "predictions")
+    if gt_images is not None and isinstance(source, (str, os.PathLike)):
+        from .images import check_folder_numbering
+
+        check_folder_numbering(source, gt_images)
     preds = read_json(source) if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(preds, list):
         raise SmallboxError(f"{name}: expected a json list of COCO results")
@@ -67,6 +74,10 @@ def read_prediction_file(path, index) -> list[dict]:
         preds = read_json(path)
     if isinstance(preds, list) and not preds:
         raise SmallboxError(f"{path}: no predictions (empty file)")
+    if index.source == "json" and path.suffix.lower() != ".csv":
+        from .images import check_folder_numbering
+
+        check_folder_numbering(path, index.images)
     return load_predictions(preds, index.ids, index.category_ids, name=str(path))
 
 

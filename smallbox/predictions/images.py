@@ -222,6 +222,34 @@ def images_json_path(out_dir, predictions=None) -> Path:
     return predictions.with_name(predictions.name.split(".")[0] + "." + IMAGES_JSON)
 
 
+def check_folder_numbering(predictions, gt_images: list[dict]) -> None:
+    """Predictions numbered 1..N over a folder (rule 3: an images json beside them) scored against
+    a ground truth whose ids are also 1..N would match id to id whatever the order: the ids are
+    checked to name the same files (base names) in both, and a mismatch is an error.
+
+    Raises:
+        SmallboxError: an id names another file in the predictions' images json than in the ground truth.
+    """
+    predictions = Path(predictions)
+    for candidate in (images_json_path(predictions.parent, predictions), predictions.parent / IMAGES_JSON):
+        if candidate.is_file():
+            theirs = {im.get("id"): im.get("file_name") for im in (read_json(candidate).get("images") or [])
+                      if isinstance(im, dict)}
+            break
+    else:
+        return
+    base = lambda name: PurePosixPath(str(name).replace("\\", "/")).name  # noqa: E731
+    differ = [(im["id"], theirs[im["id"]], im["file_name"]) for im in gt_images
+              if im.get("id") in theirs and base(theirs[im["id"]]) != base(im.get("file_name"))]
+    if differ:
+        image_id, their_name, gt_name = differ[0]
+        raise SmallboxError(
+            f"{predictions}: its image ids number a folder's files 1..N ({candidate}), and {len(differ):,} of them name "
+            f"another file in the ground truth (id {image_id}: {their_name} in the predictions, {gt_name} in the ground "
+            "truth): scored as they stand, boxes would be matched to the wrong images. Predict again with the ground "
+            f"truth (--gt / --coco / {IMAGE_IDS_ENV}=GT.json) so that the ids are its own")
+
+
 def linked_image_folder(gt: CocoDataset, image_root, folder) -> Path:
     """A flat folder holding exactly the images of ``gt`` (hard links, else copies, named by their
     base name), so that a command that predicts a whole folder (``yolo predict``, which does not
