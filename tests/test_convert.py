@@ -338,7 +338,7 @@ def test_failed_rerun_keeps_the_earlier_output(tmp_path, deeppcb_train, deeppcb_
         return real(*a, **k)
 
     monkeypatch.setattr(convert_module, "label_boxes", interrupted)
-    assert convert(deeppcb_train, "--images", deeppcb_images, "--out", out, "--seed", "9") == 130
+    assert convert(deeppcb_train, "--images", deeppcb_images, "--out", out, "--seed", "9", "--overwrite") == 130
     assert tree_digest(out) == before and leftovers(tmp_path) == []
     shutil.rmtree(out)
     calls.clear()
