@@ -424,40 +424,20 @@ def test_fit_buckets_recorded_at_convert_serve_eval_and_eda(tmp_path, deeppcb_tr
     assert summary["fit_source"].startswith(f"recorded by smallbox convert in {out / 'data.yaml'}")
 
 
-def test_labels_written_on_a_child_process_equal_those_written_here(tmp_path, deeppcb_train, deeppcb_images, monkeypatch):
-    """Most label files (and the image headers) are written and read on a forked child; where
-    fork is not safe, all in this process. Both give the same dataset, byte for byte. The forked
-    run is its own `smallbox convert` process, where nothing else runs, so the fork surely happens."""
-    import smallbox.childprocess as childprocess
-
-    out = tmp_path / "out"  # data.yaml names it: the same for both
-    script = ("import sys; import smallbox.childprocess as c; assert c.can_fork(); from smallbox.cli import main; "
-              "sys.exit(main(sys.argv[1:]))")
-    args = ["convert", str(deeppcb_train), "--images", str(deeppcb_images), "--split", "small:0:1024", "--out", str(out)]
-    subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True)
-    forked = tree_digest(out)
-    shutil.rmtree(out)
-    monkeypatch.setattr(childprocess, "can_fork", lambda: False)
-    assert main(args) == 0
-    assert tree_digest(out) == forked
-    assert len(list((out / "labels" / "train").iterdir())) == len(load_manifest(out / "data.yaml").splits["train"])
-
-
-def test_an_error_on_the_label_writing_child_stops_the_run_and_leaves_nothing(tmp_path, deeppcb_train, deeppcb_images, capsys, monkeypatch):
+def test_a_full_disk_while_writing_labels_stops_the_run_and_leaves_nothing(tmp_path, deeppcb_train, deeppcb_images, capsys, monkeypatch):
     import errno
 
-    import smallbox.childprocess as childprocess
     import smallbox.datasets.convert as convert_module
 
-    assert childprocess.can_fork()
-    parent, real = os.getpid(), convert_module.label_text
+    real, calls = convert_module.label_text, []
 
-    def full_disk_on_the_child(rows):
-        if os.getpid() != parent:
+    def full_disk_half_way(rows):
+        calls.append(1)
+        if len(calls) == 40:
             raise OSError(errno.ENOSPC, "No space left on device", "labels/train/x.txt")
         return real(rows)
 
-    monkeypatch.setattr(convert_module, "label_text", full_disk_on_the_child)
+    monkeypatch.setattr(convert_module, "label_text", full_disk_half_way)
     out = tmp_path / "out"
     assert convert(deeppcb_train, "--images", deeppcb_images, "--out", out) == 2
     assert "labels/train/x.txt: No space left on device" in capsys.readouterr().err

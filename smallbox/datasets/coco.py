@@ -14,7 +14,6 @@ Only an unreadable file (not json, or not an object with ``images``, ``annotatio
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import posixpath
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..childprocess import on_child_process
 from ..errors import SmallboxError
 from ..fileio import paused_gc, read_json
 from .imagefiles import image_size
@@ -320,12 +318,7 @@ class _Checker:
 
     def __init__(self, path: Path, image_root: Path | None, tolerance: float):
         self.path, self.image_root, self.tolerance = path, image_root, tolerance
-        self.file_sizes: dict | None = None  # image index -> its file's size (or read error); None: taken to agree
-        self.trusted: list[tuple[int, dict]] = []  # (index, image) whose file was taken to agree with the json
-        self.forget()
-
-    def forget(self):
-        """Back to no problem recorded."""
+        self.file_sizes: dict = {}  # image index -> its file's size (or read error), with an image root
         self.problems: list[Problem] = []
         self.rejected: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
         self.left_out: dict[str, set] = {"images": set(), "annotations": set(), "categories": set()}
@@ -349,24 +342,13 @@ class _Checker:
         self.add(kind, message, section, index, id_)
 
     def run(self, data: dict):
-        """Every check, in file order. With an image root, the files are read on a child process
-        while everything is checked taking each file to agree with its json entry; where one does
-        not, or where the json's size is not an integer (the file's would stand in the messages
-        and repairs), everything is checked again with the files' sizes: the first pass is only
-        kept where the second would give the same."""
-        if self.image_root is None:
-            return self.check_all(data)
-        to_read = [(i, im["file_name"]) for i, im in enumerate(data["images"])
-                   if isinstance(im, dict) and isinstance(im.get("file_name"), str) and _file_name_problem(im["file_name"]) is None]
-        job = functools.partial(_file_sizes, self.image_root, [name for _, name in to_read])
-        with on_child_process(job, "reading image headers") as read:
-            self.check_all(data)
-            sizes = dict(zip((i for i, _ in to_read), read()))
-        if not all(sizes[i] == (im["width"], im["height"]) and type(im["width"]) is int and type(im["height"]) is int
-                   for i, im in self.trusted):
-            self.forget()
-            self.file_sizes = sizes
-            self.check_all(data)  # again, with the files' sizes
+        """Every check, in file order; with an image root, each image file's size (read first)
+        against its json entry."""
+        if self.image_root is not None:
+            to_read = [(i, im["file_name"]) for i, im in enumerate(data["images"])
+                       if isinstance(im, dict) and isinstance(im.get("file_name"), str) and _file_name_problem(im["file_name"]) is None]
+            self.file_sizes = dict(zip((i for i, _ in to_read), _file_sizes(self.image_root, [name for _, name in to_read])))
+        self.check_all(data)
 
     def check_all(self, data: dict):
         images = self.check_images(data["images"])
@@ -404,16 +386,13 @@ class _Checker:
             return self.reject("bad_file_name", f"{where} has {problem}", "images", i, image_id)
         if self.image_root is None:
             return width, height
-        if self.file_sizes is None:
-            self.trusted.append((i, im))
-            return width, height
         return self.check_image_file(i, where, im)
 
     def check_image_file(self, i: int, where: str, im: dict) -> tuple | None:
         """The json's width/height against the file as Ultralytics loads it: labels are
         normalised by these numbers, so a swapped pair would stretch every box."""
         path = os.path.join(self.image_root, im["file_name"])
-        size = self.file_sizes[i] if i in self.file_sizes else _file_sizes(self.image_root, [im["file_name"]])[0]
+        size = self.file_sizes[i]
         if isinstance(size, SmallboxError):
             if not os.path.isfile(path):
                 return self.reject("image_not_found", f"{where}: image file not found: {path}", "images", i, im["id"])

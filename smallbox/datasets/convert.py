@@ -20,7 +20,6 @@ leaves no half-written OUT, and a rerun writes byte-identical files.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import json
@@ -32,7 +31,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..childprocess import on_child_process
 from ..errors import SmallboxError
 from ..fileio import atomic_folder, compact_json_bytes, paused_gc
 from .buckets import SizeBuckets
@@ -128,15 +126,15 @@ def convert_to_yolo(
         if tiles is not None:  # crops are new files: written in place, not linked
             splits[-1].image_root = tmp / "images" / TILES_SPLIT
             write_tile_images(splits[0].data, splits[0].image_root, origins, splits[-1].image_root, progress)
-        with _LabelFiles(tmp / "labels", splits, names, boxes).on_child_process() as write_other_labels:
-            with tqdm(total=sum(len(n) for n in names.values()), desc="convert", unit="img", disable=not progress) as bar:
-                for split in splits:
-                    if split.name == TILES_SPLIT:
-                        bar.update(len(names[split.name]))
-                    else:
-                        placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
-                    _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
-            rows = write_other_labels()
+        labels = _LabelFiles(tmp / "labels", splits, names, boxes)
+        with tqdm(total=sum(len(n) for n in names.values()), desc="convert", unit="img", disable=not progress) as bar:
+            for split in splits:
+                if split.name == TILES_SPLIT:
+                    bar.update(len(names[split.name]))
+                else:
+                    placer.place_all(split, names[split.name], tmp / "images" / split.name, bar)
+                _write_json(split.data, tmp / "annotations" / f"{split.name}.json")
+        rows = labels.write()
         _write_yamls(tmp, out, train, {s: {n: i for i, n in by_id.items()} for s, by_id in names.items()}, splits, area_ranges,
                      bucket_sets, tiles, origins, max_dets, signature)
     counts = {s.name: {"images": len(names[s.name]), "boxes": rows[s.name], "negatives": len(names[s.name]) - len(boxes[s.name])} for s in splits}
@@ -258,36 +256,22 @@ def label_text(rows: list[tuple]) -> str:
 
 
 class _LabelFiles:
-    """labels/<split>/<stem>.txt of every split, one per image (an empty one for a negative).
-    A forked child (``childprocess``) writes the first ``CHILD_SHARE`` of each split's files
-    while this process places the images and writes the json, then the rest (``write_rest``)."""
-
-    CHILD_SHARE = 0.8  # this process also places every image and writes the json: ~0.25 s per 14k images
+    """labels/<split>/<stem>.txt of every split, one per image (an empty one for a negative)."""
 
     def __init__(self, folder: Path, splits: list[Split], names: dict[str, dict[int, str]], boxes: dict[str, dict[int, list]]):
         self.folder, self.splits, self.names, self.boxes = folder, splits, names, boxes
         for split in splits:
             os.makedirs(folder / split.name)
 
-    @contextlib.contextmanager
-    def on_child_process(self):
-        """Yields ``write_rest``, which writes this process's share and returns the rows written
-        per split; leaving the block before it stops the child."""
-        with on_child_process(functools.partial(self.write, 0.0, self.CHILD_SHARE), "writing label files") as child_rows:
-            def write_rest() -> dict[str, int]:
-                mine, theirs = self.write(self.CHILD_SHARE, 1.0), child_rows()
-                return {name: mine[name] + theirs[name] for name in mine}
-            yield write_rest
-
-    def write(self, start: float, stop: float) -> dict[str, int]:
-        """The files of images ``[start, stop)`` (shares of each split); rows written per split."""
+    def write(self) -> dict[str, int]:
+        """Every split's files; rows written per split."""
         rows = {}
         for split in self.splits:
             images, boxes, names = split.data["images"], self.boxes[split.name], self.names[split.name]
             into = os.open(self.folder / split.name, os.O_RDONLY)  # files are made relative to it: the kernel walks one name
             written = 0
             try:
-                for image in images[round(len(images) * start):round(len(images) * stop)]:
+                for image in images:
                     text = label_text(boxes[image["id"]]) if image["id"] in boxes else ""
                     written += text.count("\n")
                     _create_file(into, label_name(names[image["id"]]), text.encode("utf-8"), self.folder / split.name)
