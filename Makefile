@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 test: setup  ## the test suite (what CI runs)
 	$(PY) -m pytest -q tests
 
-demo: setup  ## the main job offline on the bundled data with a real model, under a minute on CPU
+demo: setup  ## the main job offline on the bundled data with a real model, about 2 minutes on CPU
 	bash scripts/demo.sh
 
 bench: setup  ## every benchmark (bench/bench_*.py); fails when a parity check or target is missed

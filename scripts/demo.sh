@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: what smallbox is for, offline on the bundled DeepPCB data, on CPU, in about 3 minutes.
+# `make demo`: what smallbox is for, offline on the bundled DeepPCB data, on CPU, in about 2 minutes.
 # Each step is the one command a user would type:
 #   1 convert COCO -> YOLO (id maps, size buckets fitted on the training boxes, recorded)
 #   2 the training loop works: a tiny YOLO for 2 epochs, COCO AP by size in every results.csv row
