@@ -124,3 +124,22 @@ def test_cli_writes_the_profile_the_change_and_the_plots(tmp_path, capsys):
     assert main(["errors", str(gt), str(PREDS[0]), "--areas", "aitod", "--json", str(tmp_path / "one.json")]) == 0
     one = json.loads((tmp_path / "one.json").read_text())
     assert set(one["by_size"]) == {"verytiny", "tiny", "small", "medium"} and one["max_dets"] == 1500
+
+
+def test_a_range_without_boxes_reads_dash_and_b_minus_a_keeps_the_box_counts(capsys):
+    """DeepPCB has no box under 16²: AI-TOD's verytiny and tiny ranges are empty and say "-", not a
+    profile of zeros; the B - A table keeps each range's box count (not 0 = n - n)."""
+    gt = DEEPPCB / "annotations" / "val.json"
+    areas = [a["area"] for a in json.loads(gt.read_text())["annotations"]]
+    # closed ranges, as COCO's evaluator counts them (a box of exactly 32² is in small and medium)
+    counts = {"verytiny": sum(a <= 8 ** 2 for a in areas), "tiny": sum(8 ** 2 <= a <= 16 ** 2 for a in areas),
+              "small": sum(16 ** 2 <= a <= 32 ** 2 for a in areas)}
+    assert counts["verytiny"] == counts["tiny"] == 0 < counts["small"]
+    assert main(["errors", str(gt), str(PREDS[0]), str(PREDS[1]), "--areas", "aitod"]) == 0
+    out = capsys.readouterr().out
+    tables = out.split("B - A")
+    for name in ("verytiny", "tiny"):
+        row = next(line for line in tables[0].splitlines() if line.startswith(name)).split()
+        assert row[1:] == ["0"] + ["-"] * 9
+    small = next(line for line in tables[1].splitlines() if line.startswith("small")).split()
+    assert int(small[1]) == counts["small"] and small[2].startswith(("+", "-"))

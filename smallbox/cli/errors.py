@@ -61,15 +61,23 @@ def run(args) -> int:
 
 
 def _diff(a: dict, b: dict) -> dict:
-    return {k: b[k] - a[k] for k in a if isinstance(a[k], (int, float))}
+    """B - A of each number; the ground-truth boxes are the same on both sides, not a difference."""
+    return {**{k: b[k] - a[k] for k in a if isinstance(a[k], (int, float))}, "gt_boxes": b.get("gt_boxes")}
 
 
 def _table(r: dict, kinds, signed: bool = False) -> str:
+    """One row per size range (its ground-truth boxes first); a range without boxes reads "-"
+    (as in pycocotools' -1), not 0.00, which would read as a model that finds none of them."""
     fmt = "{:+8.2f}" if signed else "{:8.2f}"
     rows = [("overall", r["overall"]), *r["by_size"].items()]
-    lines = [f"{'':<12}" + "".join(f"{k:>9}" for k in ("AP50", *kinds))]
+    lines = [f"{'':<12}{'boxes':>7}" + "".join(f"{k:>9}" for k in ("AP50", *kinds))]
     for name, p in rows:
-        lines.append(f"{name:<12}" + fmt.format(p["AP50"]) + " " + " ".join(fmt.format(p[k]) for k in kinds))
+        boxes = p.get("gt_boxes")
+        if boxes == 0:
+            lines.append(f"{name:<12}{0:>7}" + "".join(f"{'-':>9}" for _ in ("AP50", *kinds)))
+            continue
+        lines.append(f"{name:<12}{'' if boxes is None else boxes:>7}" + fmt.format(p["AP50"]) + " "
+                     + " ".join(fmt.format(p[k]) for k in kinds))
     return "\n".join(lines)
 
 

@@ -26,14 +26,15 @@ def format_metrics(result: dict, title: str = "") -> str:
     header = None
     for name, b in result.get("buckets", {}).items():
         names = b.get("names") or list(BUCKET_NAMES)
+        width = [max(11, len(n) + 5) for n in names]  # "AP_" + the name and two spaces: long names stay apart
         if names != header:
-            lines.append(f"{'size ranges':<28}" + "".join(f"{'AP_' + n:>11}" for n in names)
-                         + "".join(f"{'AR_' + n:>11}" for n in names))
+            lines.append(f"{'size ranges':<28}" + "".join(f"{'AP_' + n:>{w}}" for n, w in zip(names, width))
+                         + "".join(f"{'AR_' + n:>{w}}" for n, w in zip(names, width)))
             header = names
         sides = "/".join(_side(t) for t in b["thresholds"])
         label = f"{name} ({sides})"
-        lines.append(f"{label:<28}" + "".join(f"{_fmt(b['AP_' + n]):>11}" for n in names)
-                     + "".join(f"{_fmt(b['AR_' + n]):>11}" for n in names))
+        lines.append(f"{label:<28}" + "".join(f"{_fmt(b['AP_' + n]):>{w}}" for n, w in zip(names, width))
+                     + "".join(f"{_fmt(b['AR_' + n]):>{w}}" for n, w in zip(names, width)))
     if result.get("max_dets", 100) != 100:
         lines.append(f"(up to {result['max_dets']} detections per image and class)")
     if "per_class" in result:
