@@ -491,3 +491,20 @@ def test_scores_exactly_at_the_skip_threshold_are_kept_as_ensemble_boxes_keeps_t
     at = [[{**p, "score": 0.001} if k % 3 == 0 else p for k, p in enumerate(m)] for m in some]
     assert sum(p["score"] == 0.001 for m in at for p in m) > 50
     check(at, few, method, dict(skip_box_thr=0.001), dict(skip_box_thr=0.001))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_boxes_exactly_at_the_iou_threshold_fuse_as_ensemble_boxes_fuses_them(members, images, method):
+    """Model B holds each of model A's boxes with its height doubled: IoU exactly 0.5, the threshold
+    (coordinates on a 5 px grid of 640 px images, so that the normalised coordinates and their IoU
+    are exact in floating point). Which side of the threshold "equal" falls on is ensemble-boxes'."""
+    some, few = _few(members, images, 20)
+    assert all(im["width"] == im["height"] == 640 for im in few)
+    snapped = []
+    for p in some[0]:
+        x, y, w, h = (max(5, 5 * round(v / 5)) if k >= 2 else 5 * round(v / 5) for k, v in enumerate(p["bbox"]))
+        if y + 2 * h <= 640 and x + w <= 640:
+            snapped.append({**p, "bbox": [x, y, w, h]})
+    doubled = [{**p, "bbox": [*p["bbox"][:3], 2 * p["bbox"][3]], "score": round(p["score"] * 0.9, 5)} for p in snapped]
+    assert len(snapped) > 500
+    check([snapped, doubled], few, method, dict(iou_thr=0.5), {"iou_thr": 0.5} if method != "soft-nms" else None)
