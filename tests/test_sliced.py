@@ -68,6 +68,31 @@ def test_merge_equals_sahi_postprocess(deeppcb_predictions, merge, metric, thr):
         np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("merge,metric", [("greedy", "ios"), ("greedy", "iou"), ("nms", "ios"), ("nms", "iou")])
+def test_boxes_exactly_at_the_match_threshold_merge_as_sahi_merges_them(deeppcb_predictions, merge, metric):
+    """Each real box beside a copy of it with the width doubled (integer pixels): IoU and IoS exactly
+    0.5 and 1.0, at --match-thr 0.5 and 1.0. Which side of the threshold "equal" falls on is SAHI's."""
+    from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
+    from sahi.prediction import ObjectPrediction
+
+    cls = GreedyNMMPostprocess if merge == "greedy" else NMSPostprocess
+    for boxes, scores, labels in _real_boxes(deeppcb_predictions, n_images=2):
+        b = np.round(boxes[: len(boxes) // 2])
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
+        wide = b.copy()
+        wide[:, 2] += wide[:, 2] - wide[:, 0]  # IoU 0.5, IoS 1.0 with its box
+        s, lab = scores[: len(b)], labels[: len(b)]
+        both, both_s, both_l = np.concatenate([b, wide]), np.concatenate([s, s * 0.9]), np.concatenate([lab, lab])
+        for thr in (0.5, 1.0):
+            post = cls(match_threshold=thr, match_metric=metric.upper(), class_agnostic=False)
+            objs = [ObjectPrediction(bbox=x.tolist(), category_id=int(c), category_name=str(c), score=float(v),
+                                     full_shape=[4000, 4000]) for x, v, c in zip(both, both_s, both_l)]
+            want = np.array(sorted((-o.score.value, o.category.id, *o.bbox.to_xyxy()) for o in post(objs)))
+            got_b, got_s, got_l = merge_predictions(both, both_s, both_l, merge, metric, thr)
+            got = np.array(sorted(zip(-got_s, got_l, *got_b.T)))
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_yolo_fn(tmp_path_factory):
     """A deterministic random-init tiny YOLO (6 classes) as a predict_fn, and the model itself."""
