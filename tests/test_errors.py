@@ -143,3 +143,36 @@ def test_a_range_without_boxes_reads_dash_and_b_minus_a_keeps_the_box_counts(cap
         assert row[1:] == ["0"] + ["-"] * 9
     small = next(line for line in tables[1].splitlines() if line.startswith("small")).split()
     assert int(small[1]) == counts["small"] and small[2].startswith(("+", "-"))
+
+
+def test_confusion_matrix_is_ultralytics_with_scores_at_the_threshold():
+    """Against Ultralytics' own ConfusionMatrix.process_batch, image by image, on real detections
+    of which a third score exactly 0.25 (the default conf after smallbox's 5-decimal rounding):
+    Ultralytics keeps scores above conf only, and so must the matrix smallbox draws."""
+    import torch
+    from ultralytics.utils.metrics import ConfusionMatrix
+
+    gt = json.loads((DEEPPCB / "annotations" / "val.json").read_text())
+    gt["images"] = gt["images"][:25]
+    keep = {im["id"] for im in gt["images"]}
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    with gzip.open(PREDS[0], "rt") as f:
+        preds = [p for p in json.load(f) if p["image_id"] in keep and p["score"] > 0.1]
+    preds = [{**p, "score": 0.25} if k % 3 == 0 else p for k, p in enumerate(preds)]
+    cats = sorted(c["id"] for c in gt["categories"])
+    theirs = ConfusionMatrix(names={k: str(c) for k, c in enumerate(cats)})
+
+    def xyxy(rows):
+        b = torch.tensor([r["bbox"] for r in rows], dtype=torch.float64).reshape(-1, 4)
+        return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], 1)
+
+    for im in gt["images"]:
+        boxes = [a for a in gt["annotations"] if a["image_id"] == im["id"]]
+        dets = [p for p in preds if p["image_id"] == im["id"]]
+        theirs.process_batch({"cls": torch.tensor([cats.index(p["category_id"]) for p in dets]),
+                              "conf": torch.tensor([p["score"] for p in dets], dtype=torch.float64), "bboxes": xyxy(dets)},
+                             {"cls": torch.tensor([cats.index(a["category_id"]) for a in boxes]), "bboxes": xyxy(boxes)},
+                             conf=0.25, iou_thres=0.45)
+    ours = confusion_matrix(gt, preds, conf=0.25, iou=0.45)
+    assert sum(p["score"] == 0.25 for p in preds) > 50
+    assert np.array_equal(np.array(ours["matrix"]), theirs.matrix.T.astype(int))  # Ultralytics: rows predicted

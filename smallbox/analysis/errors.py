@@ -305,11 +305,14 @@ def _match(g_start, g_box, g_cls, g_crowd, g_area, d_start, d_box, d_cls, d_scor
 
 
 def confusion_matrix(gt, preds: list[dict], area_range=None, conf: float = 0.25, iou: float = 0.45) -> dict:
-    """Ultralytics' detection confusion matrix: detections scoring at least ``conf`` matched to
-    ground truth of any class at IoU >= ``iou`` (each box and detection once, highest IoU first),
-    rows the true class plus ``background`` (a detection of no box), columns the predicted class
-    plus ``background`` (a box no detection found). With ``area_range``: the boxes of that range
-    and the detections matched to them; unmatched detections by their own area.
+    """Ultralytics' detection confusion matrix (``ConfusionMatrix.process_batch``), transposed to
+    rows = true class: detections scoring above ``conf`` (strictly, as Ultralytics: a score of
+    exactly 0.25 after rounding is left out), taken in descending score order, each matched to the
+    box of any class it overlaps most at IoU above ``iou``, a box once; rows the true class plus
+    ``background`` (a detection of no box), columns the predicted class plus ``background`` (a box
+    no detection found). With ``area_range``: the boxes of that range and the detections matched
+    to them; unmatched detections by their own area. Why by hand: Ultralytics' works on one
+    validation batch of tensors at its own class indices; this reads COCO files.
 
     Returns ``{"classes": [names..., "background"], "matrix": [[count]] (rows: true), "conf", "iou"}``."""
     from ..evaluate.matching import box_iou_xywh
@@ -325,7 +328,7 @@ def confusion_matrix(gt, preds: list[dict], area_range=None, conf: float = 0.25,
         if not a.get("iscrowd"):
             by_gt.setdefault(a["image_id"], []).append(a)
     for p in preds:
-        if p["score"] >= conf:
+        if p["score"] > conf:
             by_dt.setdefault(p["image_id"], []).append(p)
 
     def inside(box):
@@ -336,23 +339,24 @@ def confusion_matrix(gt, preds: list[dict], area_range=None, conf: float = 0.25,
         truths, dets = by_gt.get(image["id"], []), by_dt.get(image["id"], [])
         g = np.array([t["bbox"] for t in truths], dtype=np.float64).reshape(-1, 4)
         d = np.array([p["bbox"] for p in dets], dtype=np.float64).reshape(-1, 4)
-        overlap = box_iou_xywh(d, g, np.zeros(len(truths), dtype=bool))
-        pairs = np.argwhere(overlap >= iou)
-        if len(pairs):
-            pairs = pairs[np.argsort(-overlap[pairs[:, 0], pairs[:, 1]], kind="stable")]
-        det_done, gt_done = set(), set()
-        for i, j in pairs.tolist():
-            if i in det_done or j in gt_done:
-                continue
-            det_done.add(i)
-            gt_done.add(j)
-            if inside(truths[j]["bbox"]):
-                matrix[index[truths[j]["category_id"]], index[dets[i]["category_id"]]] += 1
+        overlap = box_iou_xywh(g, d, np.zeros(len(dets), dtype=bool)) if len(truths) and len(dets) \
+            else np.zeros((len(truths), len(dets)))
+        gt_match = np.full(len(truths), -1)
+        candidates = np.flatnonzero((overlap > iou).any(0))
+        scores = np.array([p["score"] for p in dets], dtype=np.float64)
+        for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
+            j = int(overlap[:, i].argmax())
+            if overlap[j, i] > iou:
+                gt_match[j] = i
+                overlap[j] = 0
         for j, t in enumerate(truths):
-            if j not in gt_done and inside(t["bbox"]):
-                matrix[index[t["category_id"]], bg] += 1
+            if not inside(t["bbox"]):
+                continue
+            column = index[dets[gt_match[j]]["category_id"]] if gt_match[j] >= 0 else bg
+            matrix[index[t["category_id"]], column] += 1
+        matched = set(gt_match[gt_match >= 0].tolist())
         for i, p in enumerate(dets):
-            if i not in det_done and inside(p["bbox"]):
+            if i not in matched and inside(p["bbox"]):
                 matrix[bg, index[p["category_id"]]] += 1
     return {"classes": [names[c] for c in cats] + ["background"], "matrix": matrix.tolist(), "conf": conf, "iou": iou}
 
@@ -424,7 +428,7 @@ def plot_confusion(matrices: dict, path, title: str):
         ax.set_ylabel("true")
         ax.set_title(g, fontsize=9)
     first = matrices["overall"]
-    fig.suptitle(f"{title} — confusion matrix (conf >= {first['conf']}, IoU >= {first['iou']}; background: "
+    fig.suptitle(f"{title} — confusion matrix (conf > {first['conf']}, IoU > {first['iou']}; background: "
                  "a detection of no box (row) or a box no detection found (column))", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -21,8 +21,10 @@ def add_arguments(p):
     p.add_argument("--out", type=output_folder, metavar="DIR",
                    help="write errors.png (per size range; with two files the change B - A), confusion_<name>.png and "
                         "the json into this folder")
-    p.add_argument("--conf", type=float, default=0.25, help="confusion matrix: detections scoring at least this")
-    p.add_argument("--iou", type=float, default=0.45, help="confusion matrix: a detection matches a box at this IoU")
+    p.add_argument("--conf", type=float, default=0.25,
+                   help="confusion matrix: detections scoring above this (strictly, as Ultralytics' matrix)")
+    p.add_argument("--iou", type=float, default=0.45,
+                   help="confusion matrix: a detection matches a box at an IoU above this (as Ultralytics')")
 
 
 def run(args) -> int:
