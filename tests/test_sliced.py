@@ -205,7 +205,7 @@ def test_tv_checkpoint_tiled_into_4_finds_the_boxes_of_each_tile(tmp_path, deepp
 
     import torch
 
-    from smallbox.adapters.tv.models import build_model
+    from smallbox.adapters.tv.models import anchor_sizes_of, build_model
     from smallbox.adapters.tv.recipe import DEFAULTS
 
     torch.manual_seed(0)
@@ -213,6 +213,7 @@ def test_tv_checkpoint_tiled_into_4_finds_the_boxes_of_each_tile(tmp_path, deepp
     settings.update(backbone="resnet18", min_size=128, max_size=128, fpn_channels=32, rpn_pre_nms_top_n_test=100,
                     rpn_post_nms_top_n_test=50, score_thresh=0.0)
     model = build_model(settings, 6, read_weights=False).eval()
+    settings["anchor_sizes"] = anchor_sizes_of(model)  # recorded, as the trainer records them
     ckpt = {"recipe": {"model": settings}, "model": model.state_dict(),
             "classes": [{"category_id": i + 1, "name": str(i)} for i in range(6)]}
     torch.save(ckpt, tmp_path / "tv.pt")
@@ -333,7 +334,7 @@ def test_colour_tiles_reach_a_torchvision_model_as_rgb(tmp_path):
     import torch
     from PIL import Image
 
-    from smallbox.adapters.tv.models import build_model
+    from smallbox.adapters.tv.models import anchor_sizes_of, build_model
     from smallbox.adapters.tv.recipe import DEFAULTS
 
     torch.manual_seed(0)
@@ -341,6 +342,7 @@ def test_colour_tiles_reach_a_torchvision_model_as_rgb(tmp_path):
     settings.update(backbone="resnet18", min_size=128, max_size=128, fpn_channels=32, rpn_pre_nms_top_n_test=100,
                     rpn_post_nms_top_n_test=50, score_thresh=0.0)
     model = build_model(settings, 3, read_weights=False).eval()
+    settings["anchor_sizes"] = anchor_sizes_of(model)  # recorded, as the trainer records them
     torch.save({"recipe": {"model": settings}, "model": model.state_dict(),
                 "classes": [{"category_id": i + 1, "name": str(i)} for i in range(3)]}, tmp_path / "tv.pt")
     fn = load_predict_fn(tmp_path / "tv.pt", conf=0.0, device="cpu")
