@@ -133,7 +133,8 @@ def _raise_problems(name: str, preds: list, image_ids: set | None, category_ids:
         where = f"prediction #{index}" + (f" (image {image})" if image is not None else "")
         lines.append(f"{where}: {message}" + (f" (and {count - 1} more like it on this image)" if count > 1 else ""))
     more = f"\n  ... and {len(problems) - MAX_LISTED} more kinds of problem" if len(problems) > MAX_LISTED else ""
-    raise SmallboxError(f"{name}: {n_bad:,} of {len(preds):,} predictions are invalid:\n  " + "\n  ".join(lines) + more)
+    hint = f"\n{_subset_hint(subset_option)}" if subset_option and any(k == "image" for _, k in problems) else ""
+    raise SmallboxError(f"{name}: {n_bad:,} of {len(preds):,} predictions are invalid:\n  " + "\n  ".join(lines) + more + hint)
 
 
 def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_ids: set | None,
@@ -147,14 +148,12 @@ def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_
                 f"(prediction image ids {_ids(theirs)}; ground truth {_ids(sorted(image_ids, key=str))}). "
                 "Predictions of an unlabeled folder are numbered 1..N by file name (see images.json beside them): "
                 "predict again with the ground truth (--gt / --coco / SMALLBOX_IMAGE_IDS)")
-        if known < len(preds):
-            others = sorted({p["image_id"] for p in preds if p["image_id"] not in image_ids}, key=str)
-            how = (f"add {subset_option} to score only the ground truth's images (the others' predictions left out)"
-                   if subset_option else "keep only the ground truth's images' predictions")
+        others = sorted({p["image_id"] for p in preds if p["image_id"] not in image_ids}, key=str)
+        if len(others) > MAX_LISTED:  # a larger set than the ground truth's: said once, not per image
             raise SmallboxError(
                 f"{name}: {len(preds) - known:,} of {len(preds):,} predictions are on {len(others):,} image(s) the ground "
                 f"truth does not hold (ids {_ids(others)}): predictions of a larger set (a whole val set) against "
-                f"a split of it? {how[0].upper()}{how[1:]}, or predict the split itself")
+                f"a split of it? {_subset_hint(subset_option)}")
     if category_ids is not None:
         theirs = {p["category_id"] for p in preds}
         shifted = {c + 1 for c in theirs if isinstance(c, int)}
@@ -170,6 +169,12 @@ def _raise_if_wrong_ids(name: str, preds: list, image_ids: set | None, category_
             raise SmallboxError(
                 f"{name}: 0 of {len(preds):,} predictions name a category of this ground truth "
                 f"(prediction category ids {_ids(sorted(theirs, key=str))}; ground truth {_ids(sorted(category_ids))}).{hint}")
+
+
+def _subset_hint(subset_option: str | None) -> str:
+    if subset_option:
+        return f"Add {subset_option} to score only the ground truth's images (the others' predictions left out), or predict the split itself"
+    return "Keep only the ground truth's images' predictions, or predict the split itself"
 
 
 def _ids(values: list) -> str:
