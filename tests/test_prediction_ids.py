@@ -123,6 +123,21 @@ def test_category_ids_are_the_training_datas_not_class_indices(outputs, folder):
         assert names == {c["id"]: c["name"] for c in read(folder["gt"])["categories"]}
 
 
+def test_a_moved_checkpoint_keeps_its_category_ids(tiny_yolo_run, folder, tmp_path):
+    """The checkpoint copied to a machine without its dataset (train_args' data.yaml gone): the
+    category ids come from the metadata it carries (3..99 here), not 1..nc."""
+    import torch
+
+    ckpt = torch.load(tiny_yolo_run["weights"], map_location="cpu", weights_only=False)
+    ckpt["train_args"] = {**ckpt["train_args"], "data": str(tmp_path / "elsewhere" / "data.yaml")}
+    torch.save(ckpt, tmp_path / "moved.pt")
+    assert main(["yolo", "predict", f"model={tmp_path / 'moved.pt'}", f"source={folder['images']}", "imgsz=96",
+                 "conf=0.001", "device=cpu", "save=False", "verbose=False", f"project={tmp_path}", "name=p"]) == 0
+    preds = read(tmp_path / "p" / "predictions.json")
+    odd = {c["id"] for c in read(folder["gt"])["categories"]}
+    assert preds and {p["category_id"] for p in preds} <= odd and odd != set(range(1, len(odd) + 1))
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_folder_rule_mapped_back_equals_the_json_run(outputs, folder, name):
     plain = read(outputs / name / "predictions.json")
