@@ -172,3 +172,27 @@ def test_a_moved_checkout_still_finds_the_report_json_and_a_changed_one_is_named
     rep = build_ledger_report(moved / "ledger", moved / "results.md", n=50)
     cpu = rep["sections"][0]
     assert all(row.result is None and "differs from the report json" in row.skipped for row in cpu.rows[1:])
+
+
+def test_the_committed_results_page_regenerates_byte_identically(tmp_path):
+    """docs/results.md is `make results` of the committed ledger: regenerated here from the
+    committed files alone (a copy of experiments/ and the jsons the entries name, in a folder of
+    their own as a fresh clone would have them), it is the same, byte for byte."""
+    import subprocess
+    import sys
+
+    clone = tmp_path / "clone"
+    def link(src, dst):  # the weights are large: linked, not copied (the entries check they are there)
+        try:
+            os.link(src, dst)
+        except OSError:
+            os.symlink(src, dst)
+
+    shutil.copytree(ROOT / "experiments", clone / "experiments", copy_function=link)
+    shutil.copytree(DEEPPCB / "annotations", clone / "data" / "deeppcb" / "annotations")
+    (clone / "docs").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "smallbox", "report", "--ledger", "experiments/ledger", "--out",
+                           "docs/results.md"], cwd=clone, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (clone / "docs" / "results.md").read_text() == (ROOT / "docs" / "results.md").read_text()
